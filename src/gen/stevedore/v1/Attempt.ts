@@ -1,0 +1,28 @@
+// Original file: proto/stevedore/v1/control.proto
+
+import type { AttemptState as _stevedore_v1_AttemptState, AttemptState__Output as _stevedore_v1_AttemptState__Output } from '../../stevedore/v1/AttemptState.ts';
+import type { Long } from '@grpc/proto-loader';
+
+export interface Attempt {
+  'attempt'?: (number);
+  'nodeId'?: (string);
+  'state'?: (_stevedore_v1_AttemptState);
+  'gpuUuids'?: (string)[];
+  'exitCode'?: (number);
+  'hasExitCode'?: (boolean);
+  'message'?: (string);
+  'startedMs'?: (number | string | Long);
+  'endedMs'?: (number | string | Long);
+}
+
+export interface Attempt__Output {
+  'attempt': (number);
+  'nodeId': (string);
+  'state': (_stevedore_v1_AttemptState__Output);
+  'gpuUuids': (string)[];
+  'exitCode': (number);
+  'hasExitCode': (boolean);
+  'message': (string);
+  'startedMs': (number);
+  'endedMs': (number);
+}

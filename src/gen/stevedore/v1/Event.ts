@@ -1,0 +1,28 @@
+// Original file: proto/stevedore/v1/session.proto
+
+import type { AttemptStateChanged as _stevedore_v1_AttemptStateChanged, AttemptStateChanged__Output as _stevedore_v1_AttemptStateChanged__Output } from '../../stevedore/v1/AttemptStateChanged.ts';
+import type { AttemptExited as _stevedore_v1_AttemptExited, AttemptExited__Output as _stevedore_v1_AttemptExited__Output } from '../../stevedore/v1/AttemptExited.ts';
+import type { LogChunk as _stevedore_v1_LogChunk, LogChunk__Output as _stevedore_v1_LogChunk__Output } from '../../stevedore/v1/LogChunk.ts';
+import type { Long } from '@grpc/proto-loader';
+
+export interface Event {
+  'eventId'?: (number | string | Long);
+  'timeMs'?: (number | string | Long);
+  'jobId'?: (string);
+  'attempt'?: (number);
+  'stateChanged'?: (_stevedore_v1_AttemptStateChanged | null);
+  'exited'?: (_stevedore_v1_AttemptExited | null);
+  'logs'?: (_stevedore_v1_LogChunk | null);
+  'body'?: "stateChanged"|"exited"|"logs";
+}
+
+export interface Event__Output {
+  'eventId': (number);
+  'timeMs': (number);
+  'jobId': (string);
+  'attempt': (number);
+  'stateChanged'?: (_stevedore_v1_AttemptStateChanged__Output | null);
+  'exited'?: (_stevedore_v1_AttemptExited__Output | null);
+  'logs'?: (_stevedore_v1_LogChunk__Output | null);
+  'body'?: "stateChanged"|"exited"|"logs";
+}

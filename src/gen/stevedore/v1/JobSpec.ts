@@ -1,0 +1,37 @@
+// Original file: proto/stevedore/v1/common.proto
+
+import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from '../../stevedore/v1/Resources.ts';
+import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from '../../stevedore/v1/Mount.ts';
+import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from '../../stevedore/v1/Ulimit.ts';
+
+export interface JobSpec {
+  'name'?: (string);
+  'image'?: (string);
+  'command'?: (string)[];
+  'env'?: ({[key: string]: string});
+  'resources'?: (_stevedore_v1_Resources | null);
+  'mounts'?: (_stevedore_v1_Mount)[];
+  'ulimits'?: (_stevedore_v1_Ulimit)[];
+  'hostIpc'?: (boolean);
+  'hostNetwork'?: (boolean);
+  'stopSignal'?: (string);
+  'stopGraceSeconds'?: (number);
+  'pullPolicy'?: (string);
+  'workingDir'?: (string);
+}
+
+export interface JobSpec__Output {
+  'name': (string);
+  'image': (string);
+  'command': (string)[];
+  'env': ({[key: string]: string});
+  'resources': (_stevedore_v1_Resources__Output | null);
+  'mounts': (_stevedore_v1_Mount__Output)[];
+  'ulimits': (_stevedore_v1_Ulimit__Output)[];
+  'hostIpc': (boolean);
+  'hostNetwork': (boolean);
+  'stopSignal': (string);
+  'stopGraceSeconds': (number);
+  'pullPolicy': (string);
+  'workingDir': (string);
+}

@@ -1,0 +1,210 @@
+// The job spec: what a user submits (YAML or JSON), validated once on submit
+// by the coordinator and again by the agent before it runs anything, since the
+// session may carry anything. Both sides use this module.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { StevedoreError } from '../util/errors.ts';
+import { parseSize } from '../util/size.ts';
+
+/** The validated spec; its shape is the JobSpec message of proto/stevedore/v1/common.proto. */
+export interface JobSpec {
+  name: string;
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  resources: { gpus: number; cpus: number; memoryBytes: number; shmBytes: number };
+  mounts: { source: string; target: string; readOnly: boolean }[];
+  ulimits: { name: string; soft: number; hard: number }[];
+  hostIpc: boolean;
+  hostNetwork: boolean;
+  stopSignal: string;
+  stopGraceSeconds: number;
+  pullPolicy: PullPolicy;
+  workingDir: string;
+}
+
+export type PullPolicy = 'if-not-present' | 'always' | 'never';
+
+export const MAX_SPEC_BYTES = 256 * 1024;
+export const MAX_GPUS_PER_JOB = 64;
+export const RESERVED_ENV_PREFIX = 'STEVEDORE_';
+
+export const STOP_SIGNALS = [
+  'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGKILL',
+] as const;
+
+export const ULIMIT_NAMES = [
+  'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc',
+  'rss', 'rtprio', 'rttime', 'sigpending', 'stack',
+] as const;
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// A Docker image reference: [registry[:port]/]path[:tag][@digest], lower-case path.
+const IMAGE_RE = /^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+const size = (what: string) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a size such as 512Mi, 2Gi or a number of bytes, not ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const relativeJobPath = z
+  .string()
+  .min(1, 'must name a directory inside the job directory, such as "data"')
+  .max(1024)
+  .superRefine((value, ctx) => {
+    if (path.posix.isAbsolute(value) || path.win32.isAbsolute(value)) {
+      ctx.addIssue({ code: 'custom', message: `mount sources are relative to the job's own directory on the host; "${value}" is absolute. Use a relative path such as "data"` });
+    } else if (value.split(/[\\/]/).includes('..')) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" contains "..": a mount must stay inside the job's own directory` });
+    } else if (value.includes('\0')) {
+      ctx.addIssue({ code: 'custom', message: 'contains a NUL byte' });
+    }
+  });
+
+const containerPath = z
+  .string()
+  .max(1024)
+  .refine((v) => v.startsWith('/'), 'must be an absolute path in the container, such as /data')
+  .refine((v) => !v.split('/').includes('..'), 'must not contain ".."');
+
+const ulimitValue = z.number().int().min(-1);
+
+const userSchema = z
+  .object({
+    name: z.string().regex(NAME_RE, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit'),
+    image: z.string().min(1, 'is required, for example "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime"').max(512).regex(IMAGE_RE, 'is not a valid image reference such as "registry.example.com/team/trainer:1.2"'),
+    command: z.union([z.array(z.string().max(65536)).max(256), z.string().max(65536).transform((s) => ['/bin/sh', '-c', s])]).default([]),
+    env: z
+      .record(
+        z.string().regex(ENV_NAME_RE, 'environment variable names are letters, digits and "_", not starting with a digit'),
+        z.union([z.string(), z.number(), z.boolean()]).transform(String),
+      )
+      .default({})
+      .superRefine((env, ctx) => {
+        const keys = Object.keys(env);
+        if (keys.length > 512) ctx.addIssue({ code: 'custom', message: 'at most 512 variables' });
+        for (const key of keys) {
+          if (key.startsWith(RESERVED_ENV_PREFIX)) {
+            ctx.addIssue({ code: 'custom', path: [key], message: `names starting with ${RESERVED_ENV_PREFIX} are set by the agent; choose another name` });
+          }
+        }
+      }),
+    resources: z
+      .object({
+        gpus: z.number().int('must be a whole number').min(0).max(MAX_GPUS_PER_JOB).default(0),
+        cpus: z.number().min(0).max(4096).default(0),
+        memory: size('memory').optional(),
+        memoryBytes: z.number().int().min(0).optional(),
+        shm: size('shm').optional(),
+        shmBytes: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .default({ gpus: 0, cpus: 0 })
+      .transform((r) => ({
+        gpus: r.gpus,
+        cpus: r.cpus,
+        memoryBytes: r.memory ?? r.memoryBytes ?? 0,
+        shmBytes: r.shm ?? r.shmBytes ?? 0,
+      })),
+    mounts: z
+      .array(z.object({ source: relativeJobPath, target: containerPath, readOnly: z.boolean().default(false) }).strict())
+      .max(64)
+      .default([])
+      .superRefine((mounts, ctx) => {
+        const seen = new Set<string>();
+        mounts.forEach((m, i) => {
+          if (seen.has(m.target)) ctx.addIssue({ code: 'custom', path: [i, 'target'], message: `${m.target} is mounted twice` });
+          seen.add(m.target);
+        });
+      }),
+    ulimits: z
+      .union([
+        z.array(z.object({ name: z.enum(ULIMIT_NAMES), soft: ulimitValue, hard: ulimitValue }).strict()),
+        z.record(z.enum(ULIMIT_NAMES), z.union([ulimitValue, z.object({ soft: ulimitValue, hard: ulimitValue }).strict()])).transform((rec) =>
+          Object.entries(rec).map(([name, v]) => (typeof v === 'number' ? { name, soft: v, hard: v } : { name, ...v })),
+        ),
+      ])
+      .default([]),
+    hostIpc: z.boolean().default(false),
+    hostNetwork: z.boolean().default(false),
+    stopSignal: z.enum(STOP_SIGNALS).default('SIGTERM'),
+    stopGraceSeconds: z.number().int().min(0).max(3600).default(30),
+    pullPolicy: z.enum(['if-not-present', 'always', 'never']).default('if-not-present'),
+    workingDir: z.string().max(1024).refine((v) => v === '' || v.startsWith('/'), 'must be an absolute path in the container').default(''),
+  })
+  .strict();
+
+function describeIssues(error: z.ZodError, source: string): string {
+  const lines = error.issues.slice(0, 10).map((issue) => {
+    const where = issue.path.length === 0 ? 'spec' : issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: check the spelling (fields are camelCase, see docs/job-spec.md)`;
+    if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) message = 'is required';
+    return `  ${where}: ${message}`;
+  });
+  const more = error.issues.length > 10 ? `\n  ... and ${error.issues.length - 10} more` : '';
+  return `invalid job spec${source ? ` in ${source}` : ''}:\n${lines.join('\n')}${more}`;
+}
+
+/** Validates a spec given as a parsed document (user input or a wire message). */
+export function validateJobSpec(input: unknown, source = ''): JobSpec {
+  let size: number;
+  try {
+    size = Buffer.byteLength(JSON.stringify(input) ?? '');
+  } catch (err) {
+    throw new StevedoreError('SPEC_INVALID', `invalid job spec${source ? ` in ${source}` : ''}: not a plain document`, { cause: err });
+  }
+  if (size > MAX_SPEC_BYTES) {
+    throw new StevedoreError('SPEC_INVALID', `job spec is ${size} bytes; the limit is ${MAX_SPEC_BYTES}. Put large data in a mounted file, not in the spec`);
+  }
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new StevedoreError('SPEC_INVALID', `invalid job spec${source ? ` in ${source}` : ''}: expected a mapping with at least "name" and "image"`);
+  }
+  const result = userSchema.safeParse(input);
+  if (!result.success) throw new StevedoreError('SPEC_INVALID', describeIssues(result.error, source));
+  return result.data;
+}
+
+/** Parses YAML or JSON text (JSON is YAML) into a validated spec. */
+export function parseJobSpec(text: string, source = ''): JobSpec {
+  if (Buffer.byteLength(text) > MAX_SPEC_BYTES) {
+    throw new StevedoreError('SPEC_INVALID', `job spec${source ? ` ${source}` : ''} is larger than ${MAX_SPEC_BYTES} bytes`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 100 });
+  } catch (err) {
+    throw new StevedoreError('SPEC_INVALID', `job spec${source ? ` ${source}` : ''} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  return validateJobSpec(doc, source);
+}
+
+export function readJobSpecFile(file: string): JobSpec {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new StevedoreError('SPEC_UNREADABLE', `cannot read job spec ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  return parseJobSpec(text, file);
+}
+
+/** A spec from the wire: proto3 defaults ("" and 0) mean "not set". */
+export function fromSpecMessage(msg: unknown): JobSpec {
+  if (typeof msg !== 'object' || msg === null) throw new StevedoreError('SPEC_INVALID', 'start command carries no job spec');
+  const m = msg as Record<string, unknown>;
+  const cleaned: Record<string, unknown> = { ...m };
+  for (const key of ['stopSignal', 'pullPolicy'] as const) {
+    if (cleaned[key] === '') delete cleaned[key];
+  }
+  if (cleaned.resources === null || cleaned.resources === undefined) delete cleaned.resources;
+  return validateJobSpec(cleaned, 'start command');
+}
