@@ -21,5 +21,6 @@ export default tseslint.config(
   {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' }, parserOptions: { projectService: false, project: false } },
   },
 );

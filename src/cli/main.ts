@@ -1,0 +1,30 @@
+// The stevedore executable: one program, one subcommand per concern.
+import { Command, CommanderError } from 'commander';
+import { isStevedoreError, messageOf } from '../util/errors.ts';
+import { registerVersion } from './commands/version.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('stevedore')
+    .description('Node agent for GPU training fleets, with its reference coordinator and operator CLI')
+    .showHelpAfterError()
+    .exitOverride();
+  registerVersion(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    const code = isStevedoreError(err) ? ` [${err.code}]` : '';
+    process.stderr.write(`stevedore: ${messageOf(err)}${code}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}
