@@ -1,6 +1,7 @@
 // The stevedore executable: one program, one subcommand per concern.
 import { Command, CommanderError } from 'commander';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
+import { registerAgent } from './commands/agent.ts';
 import { registerVersion } from './commands/version.ts';
 
 export function buildProgram(): Command {
@@ -8,6 +9,7 @@ export function buildProgram(): Command {
     .description('Node agent for GPU training fleets, with its reference coordinator and operator CLI')
     .showHelpAfterError()
     .exitOverride();
+  registerAgent(program);
   registerVersion(program);
   return program;
 }

@@ -1,0 +1,357 @@
+// The agent: ties the session, the attempts, the engine and the local API
+// together. Start-up reconciles what is on disk and in the engine before the
+// first registration, so the coordinator hears the truth from the start.
+import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
+import type { Register } from '../gen/stevedore/v1/Register.ts';
+import type { ContainerEngine, ContainerInfo, RegistryAuth } from '../engine/container-engine.ts';
+import { DockerEngine } from '../engine/docker-engine.ts';
+import { PROTOCOL_VERSION, type AgentStatus, type Inventory } from '../proto/load.ts';
+import { fromSpecMessage } from '../spec/job-spec.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { isStevedoreError, messageOf } from '../util/errors.ts';
+import type { Logger } from '../util/logger.ts';
+import { VERSION } from '../version.ts';
+import type { AgentConfig } from './agent-config.ts';
+import { AttemptLedger, type AttemptRecord } from './attempt-ledger.ts';
+import { AttemptRunner, containerName, LABELS } from './attempt-runner.ts';
+import { isTerminal, toWireState } from './attempt-state.ts';
+import { CoordinatorSession, type CommandResult } from './coordinator-session.ts';
+import { EventJournal } from './event-journal.ts';
+import { GpuAllocator } from './gpu-allocator.ts';
+import { collectInventory } from './inventory/host.ts';
+import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
+import { LocalApi } from './local-api.ts';
+import { loadOrCreateNodeId } from './node-identity.ts';
+import path from 'node:path';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  logger: Logger;
+  clock?: Clock;
+  engine?: ContainerEngine;
+}
+
+export class Agent {
+  readonly nodeId: string;
+  private readonly config: AgentConfig;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly engine: ContainerEngine;
+  private readonly journal: EventJournal;
+  private readonly ledger: AttemptLedger;
+  private readonly paths: JobPaths;
+  private allocator = new GpuAllocator([]);
+  private inventory: Inventory = {};
+  private readonly runners = new Map<string, AttemptRunner>();
+  private session: CoordinatorSession | undefined;
+  private localApi: LocalApi | undefined;
+  private draining = false;
+  private closing: Promise<void> | undefined;
+  /** Container removals after acknowledged ends, one at a time. */
+  private cleanup: Promise<void> = Promise.resolve();
+
+  private constructor(opts: AgentOptions) {
+    this.config = opts.config;
+    this.clock = opts.clock ?? systemClock;
+    this.nodeId = loadOrCreateNodeId(opts.config.stateDir);
+    this.logger = opts.logger.child({ nodeId: this.nodeId });
+    this.engine = opts.engine ?? new DockerEngine({ ...(opts.config.dockerHost ? { dockerHost: opts.config.dockerHost } : {}) });
+    this.journal = EventJournal.open(path.join(opts.config.stateDir, 'journal'), { logger: this.logger });
+    this.ledger = new AttemptLedger(opts.config.stateDir, this.logger);
+    this.paths = new JobPaths(opts.config.workRoot, opts.config.stateDir);
+  }
+
+  static async start(opts: AgentOptions): Promise<Agent> {
+    const agent = new Agent(opts);
+    try {
+      await agent.init();
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+    return agent;
+  }
+
+  private async init(): Promise<void> {
+    await this.engine.ping();
+    this.inventory = await collectInventory({ workRoot: this.config.workRoot, nvidiaSmiPath: this.config.nvidiaSmiPath });
+    if (this.config.nodeName) this.inventory.hostname = this.config.nodeName;
+    this.allocator = new GpuAllocator((this.inventory.gpus ?? []).map((g) => g.uuid ?? ''));
+    this.logger.info({ gpus: this.allocator.total, cpus: this.inventory.cpuCores, version: VERSION }, 'agent starting');
+    await this.reconcile();
+    this.localApi = new LocalApi(this.config.socketPath, () => this.status(), this.logger);
+    await this.localApi.start(this.config.socketGroup);
+    this.session = new CoordinatorSession({
+      address: this.config.coordinator.address,
+      tls: this.config.coordinator.tls,
+      journal: this.journal,
+      clock: this.clock,
+      logger: this.logger,
+      reconnect: this.config.reconnect,
+      buildRegister: () => Promise.resolve(this.registration()),
+      onCommand: (command) => this.onCommand(command),
+      onEventsAcked: (upTo) => this.onEventsAcked(upTo),
+      runningAttempts: () => this.ledger.all().filter((r) => !isTerminal(r.state)).length,
+    });
+    this.session.start();
+  }
+
+  /**
+   * Brings the ledger and the engine into agreement after a start: our
+   * containers without a record get one rebuilt from their labels, every
+   * unfinished attempt gets its runner back, ends already acknowledged are
+   * cleaned up. Containers of other agents are never looked at.
+   */
+  private async reconcile(): Promise<void> {
+    const containers = await this.engine.list({ [LABELS.managed]: 'true', [LABELS.nodeId]: this.nodeId });
+    for (const info of containers) {
+      const jobId = info.labels[LABELS.jobId] ?? '';
+      const attempt = Number(info.labels[LABELS.attempt]);
+      if (!jobId || !Number.isInteger(attempt)) continue;
+      if (!this.ledger.get(jobId, attempt)) this.ledger.put(recordFromContainer(info, jobId, attempt, this.clock.now()));
+    }
+    const pendingExits = new Map<string, number>();
+    for (const event of this.journal.pending()) {
+      if ('exited' in event.body) pendingExits.set(attemptKey(event.jobId, event.attempt), event.eventId);
+    }
+    for (const record of this.ledger.all()) {
+      const key = attemptKey(record.jobId, record.attempt);
+      const exitEventId = pendingExits.get(key);
+      if (!isTerminal(record.state) && exitEventId !== undefined) {
+        // The end was journaled but the ledger write did not happen.
+        this.ledger.update(record.jobId, record.attempt, { state: 'FAILED', exitEventId });
+        continue;
+      }
+      if (isTerminal(record.state)) continue;
+      this.allocator.adopt(key, record.gpuUuids);
+      this.startRunner(record.jobId, record.attempt);
+    }
+    this.onEventsAcked(this.journal.ackedEventId);
+    this.logger.info({ containers: containers.length, attempts: this.ledger.all().length }, 'reconciled with the engine');
+  }
+
+  private startRunner(jobId: string, attempt: number): AttemptRunner {
+    const runner = new AttemptRunner(
+      {
+        nodeId: this.nodeId,
+        engine: this.engine,
+        journal: this.journal,
+        ledger: this.ledger,
+        allocator: this.allocator,
+        paths: this.paths,
+        clock: this.clock,
+        logger: this.logger,
+        registryAuth: (image) => this.registryAuth(image),
+        pullInactivityTimeoutMs: this.config.pullInactivityTimeoutSeconds * 1000,
+      },
+      jobId,
+      attempt,
+    );
+    this.runners.set(runner.key, runner);
+    void runner.run();
+    return runner;
+  }
+
+  private registration(): Register {
+    return {
+      nodeId: this.nodeId,
+      agentVersion: VERSION,
+      protocolVersion: PROTOCOL_VERSION,
+      inventory: this.inventory,
+      labels: this.config.labels,
+      attempts: this.ledger.all().map((r) => ({
+        jobId: r.jobId,
+        attempt: r.attempt,
+        state: toWireState(r.state),
+        gpuUuids: r.gpuUuids,
+        containerId: r.containerId,
+      })),
+      lastEventId: this.journal.lastEventId,
+    };
+  }
+
+  private async onCommand(command: Command__Output): Promise<CommandResult> {
+    if (this.closing) return refuse('NODE_DRAINING', 'agent is shutting down');
+    try {
+      switch (command.body) {
+        case 'startJob':
+          return this.startJob(command.startJob);
+        case 'stopJob': {
+          const stop = command.stopJob;
+          const runner = stop ? this.runners.get(attemptKey(stop.jobId, stop.attempt)) : undefined;
+          if (runner) await runner.requestStop(stop?.reason || 'stop requested by the coordinator');
+          return { accepted: true };
+        }
+        case 'drain':
+          this.draining = true;
+          this.logger.warn({ reason: command.drain?.reason }, 'draining: no new jobs accepted');
+          return { accepted: true };
+        default:
+          return refuse('SESSION_PROTOCOL', `command ${command.commandId} carries no known instruction`);
+      }
+    } catch (err) {
+      if (isStevedoreError(err)) return refuse(err.code, err.message);
+      this.logger.error({ err }, 'command failed');
+      return refuse('INTERNAL', messageOf(err));
+    }
+  }
+
+  private startJob(start: Command__Output['startJob']): CommandResult {
+    if (!start) return refuse('SESSION_PROTOCOL', 'startJob without a body');
+    checkJobId(start.jobId);
+    if (!Number.isInteger(start.attempt) || start.attempt < 1) return refuse('SESSION_PROTOCOL', `attempt must be 1 or more, got ${start.attempt}`);
+    // Idempotent: the coordinator resends a start it has no answer for.
+    if (this.ledger.get(start.jobId, start.attempt)) return { accepted: true };
+    if (this.draining) return refuse('NODE_DRAINING', 'this node is draining and takes no new jobs');
+    const spec = fromSpecMessage(start.spec);
+    this.paths.prepareMounts(start.jobId, spec.mounts);
+    const key = attemptKey(start.jobId, start.attempt);
+    const gpuUuids = this.allocator.allocate(key, spec.resources.gpus);
+    try {
+      this.ledger.put({
+        jobId: start.jobId,
+        attempt: start.attempt,
+        spec,
+        state: 'ACCEPTED',
+        gpuUuids,
+        containerName: containerName(this.nodeId, start.jobId, start.attempt),
+        containerId: '',
+        acceptedAtMs: this.clock.now(),
+        startedAtMs: 0,
+        endedAtMs: 0,
+        exitCode: null,
+        stopRequested: false,
+        exitEventId: 0,
+        message: 'accepted',
+        stopSignal: spec.stopSignal,
+        stopGraceSeconds: spec.stopGraceSeconds,
+      });
+    } catch (err) {
+      this.allocator.release(key);
+      throw err;
+    }
+    this.journal.append({
+      timeMs: this.clock.now(),
+      jobId: start.jobId,
+      attempt: start.attempt,
+      body: { stateChanged: { state: toWireState('ACCEPTED'), message: `accepted on ${this.inventory.hostname ?? this.nodeId}`, gpuUuids, containerId: '' } },
+    });
+    this.logger.info({ jobId: start.jobId, attempt: start.attempt, image: spec.image, gpus: gpuUuids }, 'job accepted');
+    this.startRunner(start.jobId, start.attempt);
+    return { accepted: true };
+  }
+
+  /** The coordinator holds every event up to `upTo`: ended attempts can go. */
+  private onEventsAcked(upTo: number): void {
+    this.journal.ack(upTo);
+    const done = this.ledger.all().filter((r) => isTerminal(r.state) && r.exitEventId > 0 && r.exitEventId <= this.journal.ackedEventId);
+    for (const record of done) {
+      this.cleanup = this.cleanup.then(() => this.removeAttempt(record));
+    }
+  }
+
+  private async removeAttempt(record: AttemptRecord): Promise<void> {
+    const key = attemptKey(record.jobId, record.attempt);
+    if (!this.ledger.get(record.jobId, record.attempt)) return;
+    try {
+      if (record.containerId) await this.engine.remove(record.containerId);
+      else {
+        const leftover = await this.engine.list({ [LABELS.nodeId]: this.nodeId, [LABELS.jobId]: record.jobId, [LABELS.attempt]: String(record.attempt) });
+        for (const c of leftover) await this.engine.remove(c.id);
+      }
+      this.ledger.delete(record.jobId, record.attempt);
+      await this.runners.get(key)?.detach();
+      this.runners.delete(key);
+      this.logger.info({ jobId: record.jobId, attempt: record.attempt }, 'attempt reported and its container removed');
+    } catch (err) {
+      this.logger.warn({ err, jobId: record.jobId, attempt: record.attempt }, 'could not remove the container yet; will try after the next acknowledgement');
+    }
+  }
+
+  private registryAuth(image: string): RegistryAuth | undefined {
+    const registry = registryOf(image);
+    const entry = this.config.registries.find((r) => normalizeRegistry(r.server) === registry);
+    return entry ? { username: entry.username, password: entry.password, serveraddress: entry.server } : undefined;
+  }
+
+  status(): AgentStatus {
+    return {
+      nodeId: this.nodeId,
+      agentVersion: VERSION,
+      coordinator: this.config.coordinator.address,
+      sessionState: this.session?.state ?? 'connecting',
+      sessionId: this.session?.sessionId ?? '',
+      connectedSinceMs: this.session?.connectedSinceMs ?? 0,
+      unackedEvents: this.journal.pending().length,
+      draining: this.draining,
+      inventory: this.inventory,
+      labels: this.config.labels,
+      lastError: this.session?.lastError ?? '',
+      attempts: this.ledger.all().map((r) => ({
+        jobId: r.jobId,
+        attempt: r.attempt,
+        state: toWireState(r.state),
+        gpuUuids: r.gpuUuids,
+        containerId: r.containerId,
+        image: r.spec?.image ?? '',
+        startedMs: r.startedAtMs,
+        logPath: this.paths.logFile(r.jobId, r.attempt),
+      })),
+    };
+  }
+
+  /**
+   * Leaves without touching running jobs: stop taking commands, end the
+   * session, stop watching containers, close the journal. Safe twice.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.session?.close();
+      await this.localApi?.close();
+      await Promise.all([...this.runners.values()].map((r) => r.detach()));
+      await this.cleanup;
+      this.journal.close();
+      this.logger.info('agent stopped; running jobs left running');
+    })();
+    return this.closing;
+  }
+}
+
+function refuse(code: string, message: string): CommandResult {
+  return { accepted: false, error: { code, message } };
+}
+
+function recordFromContainer(info: ContainerInfo, jobId: string, attempt: number, now: number): AttemptRecord {
+  const gpus = (info.labels[LABELS.gpus] ?? '').split(',').filter(Boolean);
+  const grace = Number(info.labels[LABELS.stopGrace]);
+  return {
+    jobId,
+    attempt,
+    spec: null,
+    state: info.running ? 'RUNNING' : 'STARTING',
+    gpuUuids: gpus,
+    containerName: info.name,
+    containerId: info.id,
+    acceptedAtMs: now,
+    startedAtMs: info.startedAtMs ?? 0,
+    endedAtMs: 0,
+    exitCode: null,
+    stopRequested: false,
+    exitEventId: 0,
+    message: 'rebuilt from the container after the agent lost its record',
+    stopSignal: info.labels[LABELS.stopSignal] || 'SIGTERM',
+    stopGraceSeconds: Number.isInteger(grace) && grace >= 0 ? grace : 30,
+  };
+}
+
+/** The registry host of an image reference, as Docker resolves it. */
+export function registryOf(image: string): string {
+  const first = image.split('/')[0] ?? '';
+  if (image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) return first;
+  return 'docker.io';
+}
+
+function normalizeRegistry(server: string): string {
+  const host = server.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+  return host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host;
+}

@@ -1,0 +1,319 @@
+// Drives one attempt from its current state to its end: image, container,
+// logs, exit. It starts from whatever state the ledger holds, so the same code
+// runs a new attempt and re-adopts one after an agent restart.
+import type { ContainerEngine, ContainerSpec, RegistryAuth } from '../engine/container-engine.ts';
+import type { JobSpec } from '../spec/job-spec.ts';
+import type { Clock } from '../util/clock.ts';
+import { asStevedoreError, isStevedoreError, messageOf, StevedoreError } from '../util/errors.ts';
+import type { Logger } from '../util/logger.ts';
+import type { AttemptLedger, AttemptRecord } from './attempt-ledger.ts';
+import { isTerminal, transition, toWireState, type AttemptState } from './attempt-state.ts';
+import type { EventJournal } from './event-journal.ts';
+import type { GpuAllocator } from './gpu-allocator.ts';
+import { JobLog } from './job-log.ts';
+import { attemptKey, type JobPaths } from './job-paths.ts';
+
+export const LABELS = {
+  managed: 'io.stevedore.managed',
+  nodeId: 'io.stevedore.node-id',
+  jobId: 'io.stevedore.job-id',
+  attempt: 'io.stevedore.attempt',
+  gpus: 'io.stevedore.gpus',
+  stopSignal: 'io.stevedore.stop-signal',
+  stopGrace: 'io.stevedore.stop-grace-seconds',
+} as const;
+
+export interface AttemptRunnerDeps {
+  nodeId: string;
+  engine: ContainerEngine;
+  journal: EventJournal;
+  ledger: AttemptLedger;
+  allocator: GpuAllocator;
+  paths: JobPaths;
+  clock: Clock;
+  logger: Logger;
+  registryAuth: (image: string) => RegistryAuth | undefined;
+  pullInactivityTimeoutMs: number;
+}
+
+/** How long to wait for the last log lines after the container has exited. */
+const LOG_DRAIN_MS = 5000;
+
+export function containerName(nodeId: string, jobId: string, attempt: number): string {
+  return `stevedore-${nodeId}-${jobId}-${attempt}`;
+}
+
+export class AttemptRunner {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly key: string;
+  private readonly deps: AttemptRunnerDeps;
+  private readonly log: Logger;
+  /** Aborted when the agent leaves: stop watching, leave the container alone. */
+  private readonly detachController = new AbortController();
+  /** Aborted by a stop request that comes before the container exists. */
+  private readonly startController = new AbortController();
+  private jobLog: JobLog | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(deps: AttemptRunnerDeps, jobId: string, attempt: number) {
+    this.deps = deps;
+    this.jobId = jobId;
+    this.attempt = attempt;
+    this.key = attemptKey(jobId, attempt);
+    this.log = deps.logger.child({ jobId, attempt });
+  }
+
+  get record(): AttemptRecord {
+    const record = this.deps.ledger.get(this.jobId, this.attempt);
+    if (!record) throw new StevedoreError('ATTEMPT_UNKNOWN', `no attempt ${this.key} on this node`);
+    return record;
+  }
+
+  /** Starts driving the attempt; resolves when it has ended or the agent detached. */
+  run(): Promise<void> {
+    this.running ??= this.drive().catch((err: unknown) => {
+      this.log.error({ err }, 'attempt runner failed');
+    });
+    return this.running;
+  }
+
+  /** The agent is leaving: stop following the attempt; its container runs on. */
+  async detach(): Promise<void> {
+    this.detachController.abort(new StevedoreError('INTERNAL', 'agent shutting down'));
+    await this.running;
+    this.jobLog?.close();
+  }
+
+  /** Stops the attempt: the job's stop signal, its grace period, then kill. Idempotent. */
+  async requestStop(reason: string): Promise<void> {
+    const record = this.record;
+    if (isTerminal(record.state)) return;
+    if (!record.stopRequested) {
+      this.deps.ledger.update(this.jobId, this.attempt, { stopRequested: true, message: reason });
+      this.openLog().note(`stop requested: ${reason}`);
+    }
+    this.startController.abort(new StevedoreError('INTERNAL', `stopped: ${reason}`));
+    if (record.containerId && (record.state === 'STARTING' || record.state === 'RUNNING')) {
+      this.setState('STOPPING', reason);
+    }
+    if (this.record.state === 'STOPPING') await this.stopContainer();
+  }
+
+  private async drive(): Promise<void> {
+    const signal = this.detachController.signal;
+    try {
+      let record = this.record;
+      if (isTerminal(record.state)) return;
+      if (record.state === 'ACCEPTED' || record.state === 'PULLING') {
+        await this.ensureImage(record);
+        record = this.record;
+      }
+      if (record.stopRequested && !record.containerId) {
+        this.finish('CANCELLED', -1, null, false);
+        return;
+      }
+      // create() is idempotent by name, so a crash between create and the
+      // ledger write finds the same container again.
+      if (!record.containerId) await this.createContainer();
+      const info = await this.deps.engine.inspect(this.record.containerId);
+      if (!info) {
+        this.finish('FAILED', -1, new StevedoreError('CONTAINER_VANISHED', `container ${record.containerName} was removed by someone else while the attempt ran`), false);
+        return;
+      }
+      if (info.state === 'created') {
+        if (this.record.stopRequested) {
+          this.finish('CANCELLED', -1, null, false);
+          return;
+        }
+        await this.startContainer();
+      } else {
+        if (this.record.state === 'STARTING') this.setState('RUNNING', 'container found running after a restart');
+        this.log.info({ containerId: info.id, state: info.state }, 'adopted container');
+      }
+      if (this.record.state === 'STOPPING' || (this.record.stopRequested && this.record.state === 'RUNNING')) {
+        if (this.record.state === 'RUNNING') this.setState('STOPPING', this.record.message);
+        void this.stopContainer();
+      }
+      const containerId = this.record.containerId;
+      const logs = this.followLogs(containerId, signal);
+      const exit = await this.deps.engine.wait(containerId, signal);
+      await Promise.race([logs, this.deps.clock.sleep(LOG_DRAIN_MS).catch(() => undefined)]);
+      const stopped = this.record.state === 'STOPPING';
+      const end: AttemptState = stopped ? 'CANCELLED' : exit.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
+      this.finish(end, exit.exitCode, null, exit.oomKilled);
+    } catch (err) {
+      if (signal.aborted) return;
+      const failure = asStevedoreError(err, 'INTERNAL', `attempt ${this.key}`);
+      const cancelled = this.record.stopRequested && this.startController.signal.aborted;
+      this.finish(cancelled ? 'CANCELLED' : 'FAILED', -1, cancelled ? null : failure, false);
+    }
+  }
+
+  private async ensureImage(record: AttemptRecord): Promise<void> {
+    const spec = this.specOf(record);
+    const { engine } = this.deps;
+    const present = spec.pullPolicy === 'always' ? false : await engine.hasImage(spec.image);
+    if (present) return;
+    if (spec.pullPolicy === 'never') {
+      throw new StevedoreError('IMAGE_NOT_FOUND', `image ${spec.image} is not on this node and the job's pullPolicy is "never": load the image first or use pullPolicy if-not-present`);
+    }
+    if (record.state !== 'PULLING') this.setState('PULLING', `pulling ${spec.image}`);
+    const jobLog = this.openLog();
+    jobLog.note(`pulling image ${spec.image}`);
+    let lastNote = 0;
+    const signal = AbortSignal.any([this.detachController.signal, this.startController.signal]);
+    const auth = this.deps.registryAuth(spec.image);
+    await engine.pullImage(spec.image, {
+      ...(auth ? { auth } : {}),
+      inactivityTimeoutMs: this.deps.pullInactivityTimeoutMs,
+      signal,
+      onProgress: (p) => {
+        const now = this.deps.clock.now();
+        if (now - lastNote < 1000) return;
+        lastNote = now;
+        const bytes = p.total ? ` ${Math.round((p.current ?? 0) / 1e6)}/${Math.round(p.total / 1e6)} MB` : '';
+        const text = `pull ${spec.image}: ${p.id ? `${p.id} ` : ''}${p.status}${bytes}`;
+        jobLog.note(text);
+        this.log.info({ image: spec.image, layer: p.id, status: p.status, current: p.current, total: p.total }, 'image pull progress');
+      },
+    });
+    jobLog.note(`pulled image ${spec.image}`);
+  }
+
+  private async createContainer(): Promise<void> {
+    const record = this.record;
+    const spec = this.specOf(record);
+    const mounts = this.deps.paths.prepareMounts(this.jobId, spec.mounts);
+    const containerSpec: ContainerSpec = {
+      name: record.containerName,
+      image: spec.image,
+      command: spec.command,
+      env: this.environment(spec, record),
+      labels: {
+        [LABELS.managed]: 'true',
+        [LABELS.nodeId]: this.deps.nodeId,
+        [LABELS.jobId]: this.jobId,
+        [LABELS.attempt]: String(this.attempt),
+        [LABELS.gpus]: record.gpuUuids.join(','),
+        [LABELS.stopSignal]: spec.stopSignal,
+        [LABELS.stopGrace]: String(spec.stopGraceSeconds),
+      },
+      gpuUuids: record.gpuUuids,
+      cpus: spec.resources.cpus,
+      memoryBytes: spec.resources.memoryBytes,
+      shmBytes: spec.resources.shmBytes,
+      ulimits: spec.ulimits,
+      hostIpc: spec.hostIpc,
+      hostNetwork: spec.hostNetwork,
+      mounts,
+      stopSignal: spec.stopSignal,
+      workingDir: spec.workingDir,
+    };
+    const containerId = await this.deps.engine.create(containerSpec);
+    this.deps.ledger.update(this.jobId, this.attempt, { containerId });
+    if (this.record.state !== 'STARTING') this.setState('STARTING', `container ${record.containerName} created`);
+  }
+
+  private async startContainer(): Promise<void> {
+    const record = this.record;
+    await this.deps.engine.start(record.containerId);
+    this.deps.ledger.update(this.jobId, this.attempt, { startedAtMs: this.deps.clock.now() });
+    this.setState('RUNNING', `running on GPUs ${record.gpuUuids.join(',') || '(none)'}`);
+    this.openLog().note(`container ${record.containerName} started`);
+  }
+
+  /** Variables every job gets: its identity, and what single-node distributed launchers read. */
+  private environment(spec: JobSpec, record: AttemptRecord): Record<string, string> {
+    const gpus = record.gpuUuids.length;
+    return {
+      RANK: '0',
+      WORLD_SIZE: '1',
+      NODE_RANK: '0',
+      LOCAL_RANK: '0',
+      LOCAL_WORLD_SIZE: String(Math.max(gpus, 1)),
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: '29500',
+      CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
+      ...spec.env,
+      STEVEDORE_JOB_ID: this.jobId,
+      STEVEDORE_JOB_NAME: spec.name,
+      STEVEDORE_ATTEMPT: String(this.attempt),
+      STEVEDORE_NODE_ID: this.deps.nodeId,
+      STEVEDORE_GPU_UUIDS: record.gpuUuids.join(','),
+    };
+  }
+
+  private async followLogs(containerId: string, signal: AbortSignal): Promise<void> {
+    const jobLog = this.openLog();
+    const since = jobLog.lastTimestamp();
+    try {
+      await this.deps.engine.followLogs(containerId, { ...(since ? { since } : {}), signal }, (line) => {
+        jobLog.write({ timeMs: line.timeMs, timestamp: line.timestamp, stream: line.stream, text: line.text });
+      });
+    } catch (err) {
+      if (!signal.aborted) this.log.warn({ err }, 'log capture ended early');
+    } finally {
+      jobLog.flush();
+    }
+  }
+
+  private async stopContainer(): Promise<void> {
+    const record = this.record;
+    try {
+      await this.deps.engine.stop(record.containerId, record.stopSignal, record.stopGraceSeconds);
+    } catch (err) {
+      this.log.error({ err }, 'stopping the container failed; it will be stopped again at the next stop request or restart');
+    }
+  }
+
+  private openLog(): JobLog {
+    this.jobLog ??= new JobLog({
+      file: this.deps.paths.logFile(this.jobId, this.attempt),
+      journal: this.deps.journal,
+      clock: this.deps.clock,
+      jobId: this.jobId,
+      attempt: this.attempt,
+    });
+    return this.jobLog;
+  }
+
+  private specOf(record: AttemptRecord): JobSpec {
+    if (!record.spec) throw new StevedoreError('INTERNAL', `attempt ${this.key} has no spec on this node`);
+    return record.spec;
+  }
+
+  private setState(to: AttemptState, message: string): void {
+    const record = this.record;
+    transition(this.key, record.state, to);
+    const updated = this.deps.ledger.update(this.jobId, this.attempt, { state: to, message });
+    this.deps.journal.append({
+      timeMs: this.deps.clock.now(),
+      jobId: this.jobId,
+      attempt: this.attempt,
+      body: { stateChanged: { state: toWireState(to), message, gpuUuids: updated.gpuUuids, containerId: updated.containerId } },
+    });
+    this.log.info({ state: to, message }, 'attempt state');
+  }
+
+  /** Reports the end exactly once: journal first, then the ledger remembers it was journaled. */
+  private finish(state: AttemptState, exitCode: number, error: StevedoreError | null, oomKilled: boolean): void {
+    const record = this.record;
+    if (isTerminal(record.state)) return;
+    transition(this.key, record.state, state);
+    const jobLog = this.openLog();
+    if (error) jobLog.note(`attempt failed: ${error.message} [${error.code}]`);
+    else jobLog.note(`attempt ended: ${state.toLowerCase()}, exit code ${exitCode}${oomKilled ? ' (killed: out of memory)' : ''}`);
+    jobLog.flush();
+    const message = error ? error.message : oomKilled ? 'killed: out of memory' : `exit code ${exitCode}`;
+    const event = this.deps.journal.append({
+      timeMs: this.deps.clock.now(),
+      jobId: this.jobId,
+      attempt: this.attempt,
+      body: { exited: { state: toWireState(state), exitCode, error: error ? { code: error.code, message: error.message } : null, oomKilled } },
+    });
+    this.deps.ledger.update(this.jobId, this.attempt, { state, exitCode, exitEventId: event.eventId, endedAtMs: this.deps.clock.now(), message });
+    this.deps.allocator.release(this.key);
+    this.log.info({ state, exitCode, error: error ? messageOf(error) : undefined, code: isStevedoreError(error) ? error.code : undefined }, 'attempt ended');
+  }
+}

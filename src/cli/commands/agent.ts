@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { Agent } from '../../agent/agent.ts';
+import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/agent-config.ts';
+import { createLogger } from '../../util/logger.ts';
+
+interface AgentFlags {
+  config?: string;
+  coordinator?: string;
+  stateDir?: string;
+  workRoot?: string;
+  socket?: string;
+  nodeName?: string;
+  label?: string[];
+  nvidiaSmi?: string;
+  dockerHost?: string;
+  logLevel?: string;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent: register with the coordinator and run its jobs on this host')
+    .option('-c, --config <file>', `configuration file (default ${DEFAULT_CONFIG_FILE} when present)`)
+    .option('--coordinator <host:port>', 'coordinator address (env STEVEDORE_COORDINATOR)')
+    .option('--state-dir <dir>', 'node id, journal, attempt records and job logs (env STEVEDORE_STATE_DIR)')
+    .option('--work-root <dir>', "jobs' directories; mounts stay inside (env STEVEDORE_WORK_ROOT)")
+    .option('--socket <path>', "the agent's local API socket (env STEVEDORE_SOCKET)")
+    .option('--node-name <name>', 'name shown for this node (default: hostname)')
+    .option('--label <key=value>', 'node label, repeatable (zone, region, instance-type, spot)', collect)
+    .option('--nvidia-smi <path>', 'nvidia-smi to query GPUs with')
+    .option('--docker-host <url>', 'Docker Engine API, e.g. unix:///var/run/docker.sock (env DOCKER_HOST)')
+    .option('--log-level <level>', 'trace, debug, info, warn or error')
+    .action(async (flags: AgentFlags) => {
+      const config = loadAgentConfig({
+        ...(flags.config ? { file: flags.config, fileIsExplicit: true } : { file: DEFAULT_CONFIG_FILE, fileIsExplicit: false }),
+        env: process.env,
+        flags: {
+          ...(flags.coordinator !== undefined && { coordinator: flags.coordinator }),
+          ...(flags.stateDir !== undefined && { stateDir: flags.stateDir }),
+          ...(flags.workRoot !== undefined && { workRoot: flags.workRoot }),
+          ...(flags.socket !== undefined && { socket: flags.socket }),
+          ...(flags.nodeName !== undefined && { nodeName: flags.nodeName }),
+          ...(flags.label !== undefined && { labels: flags.label }),
+          ...(flags.nvidiaSmi !== undefined && { nvidiaSmi: flags.nvidiaSmi }),
+          ...(flags.dockerHost !== undefined && { dockerHost: flags.dockerHost }),
+          ...(flags.logLevel !== undefined && { logLevel: flags.logLevel }),
+        },
+      });
+      const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent' });
+      const agent = await Agent.start({ config, logger });
+      logger.info({ nodeId: agent.nodeId, coordinator: config.coordinator.address, socket: config.socketPath }, 'agent running');
+      await waitForShutdown(config.shutdownTimeoutSeconds * 1000, () => agent.close(), logger);
+    });
+}
+
+/**
+ * Resolves once SIGTERM or SIGINT has been handled: `close` runs with a bound
+ * on its time, and a second signal exits at once. Handlers are removed after.
+ */
+export async function waitForShutdown(timeoutMs: number, close: () => Promise<void>, logger: { warn: (o: object, m: string) => void }): Promise<void> {
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const force = (): void => process.exit(130);
+  process.once('SIGTERM', force);
+  process.once('SIGINT', force);
+  logger.warn({ signal }, 'shutting down');
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const result = await Promise.race([close().then(() => 'closed' as const), timedOut]);
+  clearTimeout(timer);
+  process.removeListener('SIGTERM', force);
+  process.removeListener('SIGINT', force);
+  if (result === 'timeout') {
+    logger.warn({ timeoutMs }, 'shutdown took too long; exiting anyway');
+    process.exit(1);
+  }
+}
