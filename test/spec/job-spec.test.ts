@@ -1,0 +1,49 @@
+import t from 'tap';
+import { fromSpecMessage, parseJobSpec, validateJobSpec, MAX_SPEC_BYTES } from '../../src/spec/job-spec.ts';
+import { throwsCode } from '../helpers/assert.ts';
+
+
+t.test('a YAML spec with defaults filled in', async (t) => {
+  const spec = parseJobSpec(`
+name: llama-ft
+image: registry.example.com/team/trainer:1.2
+command: ["python", "train.py"]
+env: { EPOCHS: 3, DEBUG: true }
+resources: { gpus: 2, cpus: 8, memory: 32Gi, shm: 8Gi }
+mounts:
+  - { source: data, target: /data, readOnly: true }
+ulimits: { nofile: 65536, memlock: { soft: 8388608, hard: 8388608 } }
+stopSignal: SIGUSR1
+`);
+  t.equal(spec.name, 'llama-ft');
+  t.same(spec.command, ['python', 'train.py']);
+  t.same(spec.env, { EPOCHS: '3', DEBUG: 'true' });
+  t.same(spec.resources, { gpus: 2, cpus: 8, memoryBytes: 32 * 1024 ** 3, shmBytes: 8 * 1024 ** 3 });
+  t.same(spec.ulimits, [{ name: 'nofile', soft: 65536, hard: 65536 }, { name: 'memlock', soft: 8388608, hard: 8388608 }]);
+  t.equal(spec.stopGraceSeconds, 30);
+  t.equal(spec.pullPolicy, 'if-not-present');
+  t.equal(spec.hostIpc, false);
+});
+
+t.test('errors name the field and the fix', async (t) => {
+  throwsCode(t, () => parseJobSpec('name: x\n'), 'SPEC_INVALID', /image: is required/);
+  throwsCode(t, () => parseJobSpec('name: Bad Name\nimage: busybox'), 'SPEC_INVALID', /name: must be 1-63 characters/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nresources: { gpus: 1.5 }'), 'SPEC_INVALID', /resources\.gpus: must be a whole number/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nresources: { memory: lots }'), 'SPEC_INVALID', /resources\.memory: memory must be a size such as 512Mi/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nmounts: [{source: /etc, target: /x}]'), 'SPEC_INVALID', /mounts\[0\]\.source: .*absolute/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nmounts: [{source: ../x, target: /x}]'), 'SPEC_INVALID', /mounts\[0\]\.source: .*"\.\."/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nimagePullPolicy: always'), 'SPEC_INVALID', /unknown field "imagePullPolicy": check the spelling/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nenv: { STEVEDORE_JOB_ID: x }'), 'SPEC_INVALID', /env\.STEVEDORE_JOB_ID: names starting with STEVEDORE_ are set by the agent/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: "UPPER/Case"'), 'SPEC_INVALID', /image: is not a valid image reference/);
+  throwsCode(t, () => parseJobSpec('name: [unclosed'), 'SPEC_INVALID', /not valid YAML or JSON/);
+  throwsCode(t, () => parseJobSpec('- a\n- b'), 'SPEC_INVALID', /expected a mapping/);
+  throwsCode(t, () => validateJobSpec({ name: 'a', image: 'b', command: ['x'.repeat(MAX_SPEC_BYTES)] }), 'SPEC_INVALID', /the limit is/);
+});
+
+t.test('a spec from the wire treats proto3 empty values as unset', async (t) => {
+  const spec = fromSpecMessage({ name: 'a', image: 'busybox', command: [], env: {}, mounts: [], ulimits: [], stopSignal: '', pullPolicy: '', stopGraceSeconds: 5, workingDir: '', hostIpc: false, hostNetwork: false, resources: { gpus: 1, cpus: 0, memoryBytes: 0, shmBytes: 0 } });
+  t.equal(spec.stopSignal, 'SIGTERM');
+  t.equal(spec.pullPolicy, 'if-not-present');
+  t.equal(spec.resources.gpus, 1);
+  throwsCode(t, () => fromSpecMessage(null), 'SPEC_INVALID', /no job spec/);
+});
