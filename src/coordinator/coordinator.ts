@@ -1,0 +1,180 @@
+// The reference coordinator: a gRPC server for agents (AgentSession) and
+// operators (Control), with its state in SQLite. See docs/protocol.md.
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { v1 } from '../proto/load.ts';
+import { systemClock } from '../util/clock.ts';
+import type { Clock, Timer } from '../util/clock.ts';
+import { silentLogger } from '../util/logger.ts';
+import type { Logger } from '../util/logger.ts';
+import { StevedoreError, messageOf } from '../util/errors.ts';
+import { Store } from './store.ts';
+import { Engine } from './engine.ts';
+import { JobBus } from './job-bus.ts';
+import { SessionRegistry, handleConnect } from './session-handler.ts';
+import { controlHandlers } from './control-service.ts';
+
+export interface CoordinatorTlsOptions {
+  /** CA bundle (PEM file) that agent and operator client certificates must chain to. */
+  ca: string;
+  /** The coordinator's certificate chain (PEM file). */
+  cert: string;
+  /** The coordinator's private key (PEM file). */
+  key: string;
+}
+
+export interface CoordinatorOptions {
+  /** host:port to listen on; port 0 picks a free port (see start()). */
+  listen: string;
+  /** SQLite database file; created with its directory when missing. */
+  dbPath: string;
+  /** A node with no session and no heartbeat for this long is lost. Default 30000. */
+  leaseMs?: number;
+  /** How often agents send heartbeats (told to them in `registered`). Default 5000. */
+  heartbeatIntervalMs?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: a logger that drops everything. */
+  logger?: Logger;
+  /** When given, serve TLS and require client certificates signed by `ca`. */
+  tls?: CoordinatorTlsOptions;
+}
+
+interface Running {
+  server: grpc.Server;
+  store: Store;
+  engine: Engine;
+  registry: SessionRegistry;
+  followers: Set<() => void>;
+  timer: Timer | undefined;
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = i > 0 ? listen.slice(0, i) : '';
+  const port = Number(listen.slice(i + 1));
+  if (i <= 0 || !host || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new StevedoreError('CONFIG_INVALID', `listen address "${listen}" is not host:port, such as 0.0.0.0:7443 or 127.0.0.1:0`);
+  }
+  return { host, port };
+}
+
+export class Coordinator {
+  private readonly options: Required<Omit<CoordinatorOptions, 'tls'>> & { tls?: CoordinatorTlsOptions };
+  private readonly host: string;
+  private running: Running | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: CoordinatorOptions) {
+    this.host = parseListen(options.listen).host;
+    const leaseMs = options.leaseMs ?? 30_000;
+    const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
+    if (!Number.isInteger(leaseMs) || leaseMs <= 0) throw new StevedoreError('CONFIG_INVALID', `leaseMs must be a positive whole number of milliseconds, not ${leaseMs}`);
+    if (!Number.isInteger(heartbeatIntervalMs) || heartbeatIntervalMs <= 0) {
+      throw new StevedoreError('CONFIG_INVALID', `heartbeatIntervalMs must be a positive whole number of milliseconds, not ${heartbeatIntervalMs}`);
+    }
+    if (heartbeatIntervalMs >= leaseMs) {
+      throw new StevedoreError('CONFIG_INVALID', `the heartbeat interval (${heartbeatIntervalMs} ms) must be shorter than the lease (${leaseMs} ms), or every node would be lost between heartbeats`);
+    }
+    if (!options.dbPath) throw new StevedoreError('CONFIG_INVALID', 'dbPath is required: the file that holds the coordinator database');
+    this.options = {
+      listen: options.listen,
+      dbPath: options.dbPath,
+      leaseMs,
+      heartbeatIntervalMs,
+      clock: options.clock ?? systemClock,
+      logger: options.logger ?? silentLogger(),
+      ...(options.tls ? { tls: options.tls } : {}),
+    };
+  }
+
+  /** Dropped duplicate events since start (agents resending what was stored). */
+  get duplicateEvents(): number {
+    return this.running?.engine.duplicateEvents ?? 0;
+  }
+
+  async start(): Promise<{ address: string }> {
+    if (this.running) throw new StevedoreError('INTERNAL', 'the coordinator is already started');
+    const { clock, logger, leaseMs, heartbeatIntervalMs } = this.options;
+    const credentials = this.credentials();
+    const store = new Store(this.options.dbPath);
+    const bus = new JobBus();
+    const registry = new SessionRegistry();
+    const engine = new Engine({ store, sink: registry, bus, clock, logger, leaseMs, heartbeatIntervalMs });
+    const followers = new Set<() => void>();
+    const server = new grpc.Server();
+    server.addService(v1.AgentSession.service, {
+      Connect: (call: Parameters<typeof handleConnect>[0]) => handleConnect(call, { engine: () => engine, registry, clock, logger, leaseMs, heartbeatIntervalMs }),
+    });
+    server.addService(v1.Control.service, controlHandlers({ engine: () => engine, store: () => store, bus, logger, followers }));
+    let port: number;
+    try {
+      port = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(this.options.listen, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      });
+    } catch (err) {
+      store.close();
+      throw new StevedoreError('CONFIG_INVALID', `cannot listen on ${this.options.listen}: ${messageOf(err)}. Is another coordinator running there? Choose another address with --listen`, { cause: err });
+    }
+    this.running = { server, store, engine, registry, followers, timer: undefined };
+    this.scheduleTick();
+    engine.schedule();
+    const address = `${this.host}:${port}`;
+    logger.info({ address, db: this.options.dbPath, leaseMs, heartbeatIntervalMs, tls: Boolean(this.options.tls) }, 'coordinator started');
+    return { address };
+  }
+
+  private credentials(): grpc.ServerCredentials {
+    const tls = this.options.tls;
+    if (!tls) return grpc.ServerCredentials.createInsecure();
+    const read = (what: string, file: string): Buffer => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new StevedoreError('CONFIG_UNREADABLE', `cannot read the TLS ${what} ${file}: ${messageOf(err)}`, { cause: err });
+      }
+    };
+    return grpc.ServerCredentials.createSsl(read('CA bundle', tls.ca), [{ cert_chain: read('certificate', tls.cert), private_key: read('key', tls.key) }], true);
+  }
+
+  private scheduleTick(): void {
+    const running = this.running;
+    if (!running) return;
+    const every = Math.max(10, Math.min(1000, Math.floor(this.options.leaseMs / 4)));
+    running.timer = this.options.clock.setTimeout(() => {
+      if (this.running !== running || this.closing) return;
+      try {
+        running.engine.tick();
+      } catch (err) {
+        this.options.logger.error({ err: messageOf(err) }, 'lease check failed');
+      }
+      this.scheduleTick();
+    }, every);
+  }
+
+  /** Ends every stream, stops the server and closes the database. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    const running = this.running;
+    if (!running) return;
+    running.timer?.cancel();
+    running.registry.closeAll('the coordinator is shutting down; reconnect when it is back');
+    for (const follower of [...running.followers]) follower();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        running.server.forceShutdown();
+        resolve();
+      }, 2000);
+      running.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    running.store.close();
+    this.options.logger.info('coordinator stopped');
+  }
+}

@@ -1,0 +1,566 @@
+// The coordinator's rules. Every change of state goes through here, inside one
+// database transaction; commands to agents and notifications to followers go
+// out only after the transaction has committed.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Clock } from '../util/clock.ts';
+import type { Logger } from '../util/logger.ts';
+import { StevedoreError, isStevedoreError } from '../util/errors.ts';
+import { fromSpecMessage } from '../spec/job-spec.ts';
+import type { JobSpec } from '../spec/job-spec.ts';
+import type { Command } from '../gen/stevedore/v1/Command.ts';
+import type { Register__Output } from '../gen/stevedore/v1/Register.ts';
+import type { AttemptStatus__Output } from '../gen/stevedore/v1/AttemptStatus.ts';
+import type { Event__Output } from '../gen/stevedore/v1/Event.ts';
+import type { CommandAck__Output } from '../gen/stevedore/v1/CommandAck.ts';
+import type { AttemptExited__Output } from '../gen/stevedore/v1/AttemptExited.ts';
+import type { AttemptStateChanged__Output } from '../gen/stevedore/v1/AttemptStateChanged.ts';
+import type { LogChunk__Output } from '../gen/stevedore/v1/LogChunk.ts';
+import { isAttemptActive } from './store.ts';
+import type { Store, AttemptRecord, AttemptStateName, CommandKind, JobRecord, NodeRecord } from './store.ts';
+import { assertTransition, isTerminal } from './job-state.ts';
+import type { JobState } from './job-state.ts';
+import { planPlacement } from './scheduler.ts';
+import type { NodeCapacity, PendingJob } from './scheduler.ts';
+import type { JobBus } from './job-bus.ts';
+
+/** Where commands go: the open agent sessions. */
+export interface CommandSink {
+  /** Sends on the node's open session; false when it has none (the command is dropped). */
+  send(nodeId: string, command: Command): boolean;
+  isOnline(nodeId: string): boolean;
+  /** Ends the node's session, if open. */
+  disconnect(nodeId: string, reason: string): void;
+}
+
+export interface EngineOptions {
+  store: Store;
+  sink: CommandSink;
+  bus: JobBus;
+  clock: Clock;
+  logger: Logger;
+  leaseMs: number;
+  heartbeatIntervalMs: number;
+}
+
+/** The job view: a job with its attempts. */
+export interface JobView extends JobRecord {
+  attempts: AttemptRecord[];
+}
+
+export type NodeViewState = 'online' | 'offline' | 'lost' | 'draining';
+
+export interface NodeView extends NodeRecord {
+  viewState: NodeViewState;
+  allocatedGpuUuids: string[];
+  totalGpus: number;
+  freeGpus: number;
+}
+
+/** Refusal codes after which the job goes back to the queue instead of failing. */
+const REQUEUE_CODES: ReadonlySet<string> = new Set(['GPUS_UNAVAILABLE', 'NODE_DRAINING']);
+
+const ACTIVE_REPORTED_STATES: ReadonlySet<string> = new Set([
+  'ATTEMPT_STATE_ACCEPTED', 'ATTEMPT_STATE_PULLING', 'ATTEMPT_STATE_STARTING', 'ATTEMPT_STATE_RUNNING', 'ATTEMPT_STATE_STOPPING',
+]);
+
+const EXIT_STATES: ReadonlySet<string> = new Set(['ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED']);
+
+interface Outgoing {
+  nodeId: string;
+  command: Command;
+}
+
+export class Engine {
+  private readonly store: Store;
+  private readonly sink: CommandSink;
+  private readonly bus: JobBus;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly leaseMs: number;
+  private readonly heartbeatIntervalMs: number;
+  /** When this coordinator started: leases of nodes without a session count from here. */
+  readonly startedMs: number;
+  /** Duplicate events dropped (already stored), since start. */
+  duplicateEvents = 0;
+
+  private outbox: Outgoing[] = [];
+  private touched = new Set<string>();
+  /** Job -> node that just refused it for lack of GPUs, and until when to avoid that node. */
+  private readonly avoid = new Map<string, { nodeId: string; untilMs: number }>();
+
+  constructor(options: EngineOptions) {
+    this.store = options.store;
+    this.sink = options.sink;
+    this.bus = options.bus;
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.leaseMs = options.leaseMs;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
+    this.startedMs = this.clock.now();
+    this.store.markOnlineNodesOffline();
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Runs fn in one transaction, then sends the queued commands and notifications. */
+  private mutate<T>(fn: () => T): T {
+    let result: T;
+    try {
+      result = this.store.transaction(fn);
+    } catch (err) {
+      this.outbox = [];
+      this.touched.clear();
+      throw err;
+    }
+    const outbox = this.outbox;
+    const touched = this.touched;
+    this.outbox = [];
+    this.touched = new Set();
+    for (const { nodeId, command } of outbox) {
+      if (!this.sink.send(nodeId, command)) {
+        this.logger.info({ nodeId, commandId: command.commandId, body: command.body }, 'node is not connected; reconciliation at its next register covers this command');
+      }
+    }
+    for (const jobId of touched) this.bus.notify(jobId);
+    return result;
+  }
+
+  /** Records a command and queues it for sending after the commit, if the node is online. */
+  private command(nodeId: string, kind: CommandKind, jobId: string, attempt: number, body: Omit<Command, 'commandId'>): void {
+    if (!this.sink.isOnline(nodeId)) return;
+    const commandId = randomUUID();
+    this.store.insertCommand({ commandId, nodeId, kind, jobId, attempt, createdMs: this.clock.now() });
+    this.outbox.push({ nodeId, command: { commandId, ...body } });
+  }
+
+  private startJob(nodeId: string, job: JobRecord, attempt: number): void {
+    this.command(nodeId, 'startJob', job.jobId, attempt, { startJob: { jobId: job.jobId, attempt, spec: job.spec } });
+  }
+
+  private stopJob(nodeId: string, jobId: string, attempt: number, reason: string): void {
+    this.command(nodeId, 'stopJob', jobId, attempt, { stopJob: { jobId, attempt, reason } });
+  }
+
+  private setJob(job: JobRecord, state: JobState, message: string): void {
+    assertTransition(job.jobId, job.state, state);
+    this.store.updateJob(job.jobId, { state, message }, this.clock.now());
+    job.state = state;
+    job.message = message;
+    this.touched.add(job.jobId);
+  }
+
+  private setJobMessage(jobId: string, message: string): void {
+    this.store.updateJob(jobId, { message }, this.clock.now());
+    this.touched.add(jobId);
+  }
+
+  private endAttempt(a: AttemptRecord, state: AttemptStateName, message: string, exitCode: number | null = null): void {
+    this.store.updateAttempt(a.jobId, a.attempt, { state, message, exitCode, endedMs: this.clock.now() });
+    a.state = state;
+    this.touched.add(a.jobId);
+  }
+
+  // ---------------------------------------------------------------- views
+
+  requireJob(jobId: string): JobRecord {
+    const job = this.store.getJob(jobId);
+    if (!job) throw new StevedoreError('JOB_NOT_FOUND', `no job ${jobId}; \`stevedore status\` lists jobs`);
+    return job;
+  }
+
+  getJob(jobId: string): JobView {
+    const job = this.requireJob(jobId);
+    return { ...job, attempts: this.store.attemptsOfJob(jobId) };
+  }
+
+  listJobs(): JobView[] {
+    return this.store.listJobs().map((job) => ({ ...job, attempts: this.store.attemptsOfJob(job.jobId) }));
+  }
+
+  listNodes(): NodeView[] {
+    const active = this.store.activeAttempts();
+    const gpusOf = this.jobGpuLookup();
+    return this.store.listNodes().map((node) => {
+      const mine = active.filter((a) => a.nodeId === node.nodeId);
+      const totalGpus = node.inventory?.gpus.length ?? 0;
+      const used = mine.reduce((n, a) => n + (a.gpuUuids.length > 0 ? a.gpuUuids.length : gpusOf(a.jobId)), 0);
+      const viewState: NodeViewState = node.state === 'online' && node.draining ? 'draining' : node.state;
+      return {
+        ...node,
+        viewState,
+        allocatedGpuUuids: mine.flatMap((a) => a.gpuUuids),
+        totalGpus,
+        freeGpus: Math.max(0, totalGpus - used),
+      };
+    });
+  }
+
+  private jobGpuLookup(): (jobId: string) => number {
+    const cache = new Map<string, number>();
+    return (jobId) => {
+      let n = cache.get(jobId);
+      if (n === undefined) {
+        n = this.store.getJob(jobId)?.spec.resources.gpus ?? 0;
+        cache.set(jobId, n);
+      }
+      return n;
+    };
+  }
+
+  // ---------------------------------------------------------------- operator actions
+
+  submit(specMessage: unknown): JobRecord {
+    let spec: JobSpec;
+    try {
+      spec = fromSpecMessage(specMessage);
+    } catch (err) {
+      if (isStevedoreError(err, 'SPEC_INVALID')) {
+        throw new StevedoreError('SPEC_INVALID', err.message.replace(' in start command', '').replace('start command carries no job spec', 'the request carries no job spec'), { cause: err });
+      }
+      throw err;
+    }
+    const nodes = this.store.listNodes();
+    if (nodes.length > 0) {
+      const largest = Math.max(...nodes.map((n) => n.inventory?.gpus.length ?? 0));
+      if (spec.resources.gpus > largest) {
+        throw new StevedoreError(
+          'GPUS_UNSATISFIABLE',
+          `job asks for ${spec.resources.gpus} GPUs; the largest node has ${largest}. Ask for at most ${largest} or add a node with more GPUs`,
+        );
+      }
+    }
+    const job = this.mutate(() => {
+      let jobId = `${spec.name}-${randomBytes(3).toString('hex')}`;
+      while (this.store.getJob(jobId)) jobId = `${spec.name}-${randomBytes(3).toString('hex')}`;
+      const now = this.clock.now();
+      const created = this.store.insertJob({ jobId, spec, state: 'queued', message: 'waiting to be placed', createdMs: now, updatedMs: now, currentAttempt: 0 });
+      this.logger.info({ jobId, gpus: spec.resources.gpus }, 'job submitted');
+      return created;
+    });
+    this.schedule();
+    return this.store.getJob(job.jobId) ?? job;
+  }
+
+  cancel(jobId: string): JobRecord {
+    this.mutate(() => {
+      const job = this.requireJob(jobId);
+      if (isTerminal(job.state)) {
+        throw new StevedoreError('JOB_NOT_CANCELLABLE', `job ${jobId} already ended (${job.state})`);
+      }
+      if (job.state === 'queued') {
+        this.setJob(job, 'cancelled', 'cancelled before it was placed');
+        return;
+      }
+      const attempt = this.store.getAttempt(jobId, job.currentAttempt);
+      if (!attempt || !isAttemptActive(attempt.state)) {
+        this.setJob(job, 'cancelled', 'cancelled');
+        return;
+      }
+      const online = this.sink.isOnline(attempt.nodeId);
+      const message = online
+        ? `cancelling: asked ${attempt.nodeId} to stop attempt ${attempt.attempt}`
+        : `cancelling: ${attempt.nodeId} is not connected; it is told to stop attempt ${attempt.attempt} when it reconnects`;
+      if (job.state !== 'cancelling') this.setJob(job, 'cancelling', message);
+      this.stopJob(attempt.nodeId, jobId, attempt.attempt, 'cancelled by the operator');
+    });
+    this.logger.info({ jobId }, 'job cancel requested');
+    return this.requireJob(jobId);
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  /** Stores the node as online; returns the highest event id stored for it. */
+  register(reg: Register__Output): number {
+    return this.mutate(() => {
+      const existing = this.store.getNode(reg.nodeId);
+      const node = this.store.upsertNode({
+        nodeId: reg.nodeId,
+        hostname: reg.inventory?.hostname || existing?.hostname || reg.nodeId,
+        agentVersion: reg.agentVersion,
+        labels: reg.labels,
+        inventory: reg.inventory ?? existing?.inventory ?? null,
+        state: 'online',
+        draining: false,
+        lastSeenMs: this.clock.now(),
+      });
+      return node.highestEventId;
+    });
+  }
+
+  /**
+   * Right after `registered`: compares what the agent holds with what the
+   * coordinator expects of it, sends the commands that fix the difference,
+   * then places queued jobs.
+   */
+  reconcile(nodeId: string, held: readonly AttemptStatus__Output[]): void {
+    this.mutate(() => {
+      const heldKeys = new Set<string>();
+      for (const h of held) {
+        heldKeys.add(`${h.jobId}#${h.attempt}`);
+        const attempt = this.store.getAttempt(h.jobId, h.attempt);
+        const job = this.store.getJob(h.jobId);
+        const agentEnded = EXIT_STATES.has(h.state);
+        let unwanted: string | undefined;
+        if (!attempt || !job) unwanted = 'the coordinator does not know this attempt';
+        else if (attempt.nodeId !== nodeId) unwanted = `attempt ${h.attempt} was assigned to ${attempt.nodeId}`;
+        else if (job.state === 'cancelling' || job.state === 'cancelled') unwanted = 'the job was cancelled';
+        else if (job.currentAttempt !== h.attempt) unwanted = `superseded by attempt ${job.currentAttempt}`;
+        else if (attempt.state === 'ATTEMPT_STATE_LOST') unwanted = 'the coordinator already gave this attempt up as lost';
+        if (unwanted !== undefined) {
+          if (!agentEnded) this.stopJob(nodeId, h.jobId, h.attempt, unwanted);
+          continue;
+        }
+        if (!attempt || !job || !isAttemptActive(attempt.state)) continue;
+        // The agent holds it: its acknowledgement may have been lost with the old stream.
+        if (attempt.state === 'ATTEMPT_STATE_SCHEDULED' && ACTIVE_REPORTED_STATES.has(h.state)) {
+          this.store.updateAttempt(h.jobId, h.attempt, { state: h.state as AttemptStateName });
+          attempt.state = h.state as AttemptStateName;
+        }
+        if (h.gpuUuids.length > 0) this.store.updateAttempt(h.jobId, h.attempt, { gpuUuids: h.gpuUuids });
+        if (h.containerId) this.store.updateAttempt(h.jobId, h.attempt, { containerId: h.containerId });
+        if (h.state === 'ATTEMPT_STATE_RUNNING' && job.state === 'scheduled') this.setJob(job, 'running', `running on ${nodeId}`);
+        else this.setJobMessage(job.jobId, job.state === 'running' ? `running on ${nodeId}` : `placed on ${nodeId} (attempt ${attempt.attempt})`);
+      }
+
+      for (const attempt of this.store.activeAttemptsOnNode(nodeId)) {
+        if (heldKeys.has(`${attempt.jobId}#${attempt.attempt}`)) continue;
+        const job = this.store.getJob(attempt.jobId);
+        if (attempt.state === 'ATTEMPT_STATE_SCHEDULED') {
+          if (!job || job.state === 'cancelling') {
+            this.endAttempt(attempt, 'ATTEMPT_STATE_CANCELLED', 'cancelled before the node started it');
+            if (job) this.setJob(job, 'cancelled', 'cancelled before the node started it');
+          } else {
+            this.logger.info({ nodeId, jobId: attempt.jobId, attempt: attempt.attempt }, 'start not acknowledged before the session ended; sending it again');
+            this.startJob(nodeId, job, attempt.attempt);
+            this.setJobMessage(job.jobId, `placed on ${nodeId} (attempt ${attempt.attempt})`);
+          }
+          continue;
+        }
+        const message = `node ${nodeId} lost attempt ${attempt.attempt}: it reconnected without it (was ${shortState(attempt.state)})`;
+        this.logger.warn({ nodeId, jobId: attempt.jobId, attempt: attempt.attempt }, 'node no longer holds an attempt it had accepted; marking it lost');
+        this.endAttempt(attempt, 'ATTEMPT_STATE_LOST', message);
+        if (job && job.currentAttempt === attempt.attempt && !isTerminal(job.state)) {
+          this.setJob(job, job.state === 'cancelling' ? 'cancelled' : 'failed', message);
+        }
+      }
+    });
+    this.schedule();
+  }
+
+  /** The node's current session ended. */
+  disconnected(nodeId: string): void {
+    this.mutate(() => {
+      const node = this.store.getNode(nodeId);
+      if (!node || node.state !== 'online') return;
+      this.store.setNodeState(nodeId, 'offline');
+      this.store.touchNode(nodeId, this.clock.now());
+      for (const a of this.store.activeAttemptsOnNode(nodeId)) {
+        this.setJobMessage(a.jobId, `node ${nodeId} is offline; waiting for it to reconnect (lost after ${Math.round(this.leaseMs / 1000)} s)`);
+      }
+    });
+    this.logger.info({ nodeId }, 'node offline');
+  }
+
+  /** Any message from the node renews its lease. */
+  seen(nodeId: string): void {
+    this.store.touchNode(nodeId, this.clock.now());
+  }
+
+  /** Stores and applies one event; returns the id to acknowledge (cumulative). */
+  applyEvent(nodeId: string, ev: Event__Output): { upToEventId: number; duplicate: boolean } {
+    let scheduleAfter = false;
+    const result = this.mutate(() => {
+      const node = this.store.getNode(nodeId);
+      if (!node) throw new StevedoreError('INTERNAL', `node ${nodeId} sent an event but is not stored`);
+      if (ev.eventId <= node.highestEventId) {
+        this.duplicateEvents++;
+        this.logger.debug({ nodeId, eventId: ev.eventId, highest: node.highestEventId }, 'duplicate event dropped');
+        return { upToEventId: node.highestEventId, duplicate: true };
+      }
+      if (ev.eventId !== node.highestEventId + 1) {
+        this.logger.warn({ nodeId, eventId: ev.eventId, expected: node.highestEventId + 1 }, 'gap in event ids; the missing events will not be applied');
+      }
+      const kind = ev.body ?? 'none';
+      this.store.insertEvent({
+        nodeId, eventId: ev.eventId, timeMs: ev.timeMs, jobId: ev.jobId, attempt: ev.attempt, kind,
+        body: ev.body ? ev[ev.body] : null, receivedMs: this.clock.now(),
+      });
+      const attempt = this.store.getAttempt(ev.jobId, ev.attempt);
+      const job = this.store.getJob(ev.jobId);
+      if (!attempt || !job || attempt.nodeId !== nodeId) {
+        this.logger.warn({ nodeId, eventId: ev.eventId, jobId: ev.jobId, attempt: ev.attempt, kind }, 'event for an attempt this node does not run; stored, not applied');
+      } else if (ev.stateChanged) {
+        this.applyStateChanged(job, attempt, ev.stateChanged);
+      } else if (ev.exited) {
+        scheduleAfter = this.applyExited(job, attempt, ev.exited);
+      } else if (ev.logs) {
+        this.applyLogs(attempt, ev.logs);
+      }
+      this.store.setHighestEventId(nodeId, ev.eventId);
+      return { upToEventId: ev.eventId, duplicate: false };
+    });
+    if (scheduleAfter) this.schedule();
+    return result;
+  }
+
+  private applyStateChanged(job: JobRecord, attempt: AttemptRecord, sc: AttemptStateChanged__Output): void {
+    if (!isAttemptActive(attempt.state)) {
+      this.logger.debug({ jobId: job.jobId, attempt: attempt.attempt, state: sc.state }, 'state change after the attempt ended; ignored');
+      return;
+    }
+    const patch: Parameters<Store['updateAttempt']>[2] = { message: sc.message };
+    if (ACTIVE_REPORTED_STATES.has(sc.state)) patch.state = sc.state as AttemptStateName;
+    if (sc.gpuUuids.length > 0) patch.gpuUuids = sc.gpuUuids;
+    if (sc.containerId) patch.containerId = sc.containerId;
+    this.store.updateAttempt(attempt.jobId, attempt.attempt, patch);
+    this.touched.add(job.jobId);
+    if (sc.state === 'ATTEMPT_STATE_RUNNING' && job.currentAttempt === attempt.attempt && job.state === 'scheduled') {
+      this.setJob(job, 'running', `running on ${attempt.nodeId}`);
+    }
+  }
+
+  /** Returns true when GPUs were freed. */
+  private applyExited(job: JobRecord, attempt: AttemptRecord, ex: AttemptExited__Output): boolean {
+    if (!isAttemptActive(attempt.state)) {
+      this.logger.debug({ jobId: job.jobId, attempt: attempt.attempt }, 'second exit of an attempt; ignored');
+      return false;
+    }
+    const state = (EXIT_STATES.has(ex.state) ? ex.state : 'ATTEMPT_STATE_FAILED') as AttemptStateName;
+    const message = describeExit(state, ex);
+    this.endAttempt(attempt, state, message, ex.exitCode);
+    if (job.currentAttempt === attempt.attempt && !isTerminal(job.state)) {
+      if (job.state === 'cancelling') this.setJob(job, 'cancelled', `cancelled (${message})`);
+      else if (state === 'ATTEMPT_STATE_SUCCEEDED') this.setJob(job, 'succeeded', message);
+      else if (state === 'ATTEMPT_STATE_CANCELLED') this.setJob(job, 'cancelled', message);
+      else this.setJob(job, 'failed', message);
+    }
+    this.logger.info({ jobId: job.jobId, attempt: attempt.attempt, state, exitCode: ex.exitCode }, 'attempt ended');
+    return true;
+  }
+
+  private applyLogs(attempt: AttemptRecord, chunk: LogChunk__Output): void {
+    for (const line of chunk.lines) {
+      this.store.appendLog({ jobId: attempt.jobId, attempt: attempt.attempt, timeMs: line.timeMs, stream: line.stream || 'stdout', text: line.text });
+    }
+    this.touched.add(attempt.jobId);
+  }
+
+  commandAck(nodeId: string, ack: CommandAck__Output): void {
+    let scheduleAfter = false;
+    this.mutate(() => {
+      const cmd = this.store.getCommand(ack.commandId);
+      if (!cmd || cmd.nodeId !== nodeId) {
+        this.logger.warn({ nodeId, commandId: ack.commandId }, 'acknowledgement of a command this node was not sent; ignored');
+        return;
+      }
+      if (cmd.kind !== 'startJob') {
+        if (!ack.accepted) this.logger.warn({ nodeId, commandId: cmd.commandId, kind: cmd.kind, error: ack.error }, 'node refused a command');
+        return;
+      }
+      const attempt = this.store.getAttempt(cmd.jobId, cmd.attempt);
+      const job = this.store.getJob(cmd.jobId);
+      if (!attempt || !job || !isAttemptActive(attempt.state)) return;
+      if (ack.accepted) {
+        if (attempt.state === 'ATTEMPT_STATE_SCHEDULED') {
+          this.store.updateAttempt(attempt.jobId, attempt.attempt, { state: 'ATTEMPT_STATE_ACCEPTED' });
+          this.touched.add(job.jobId);
+        }
+        return;
+      }
+      const code = ack.error?.code ?? '';
+      const reason = ack.error?.message || 'no reason given';
+      const message = `${nodeId} refused attempt ${attempt.attempt}${code ? ` (${code})` : ''}: ${reason}`;
+      this.logger.warn({ nodeId, jobId: job.jobId, attempt: attempt.attempt, code }, 'node refused a job');
+      this.endAttempt(attempt, 'ATTEMPT_STATE_FAILED', reason);
+      scheduleAfter = true;
+      if (job.currentAttempt !== attempt.attempt || isTerminal(job.state)) return;
+      if (job.state === 'cancelling') {
+        this.setJob(job, 'cancelled', `cancelled (${message})`);
+      } else if (REQUEUE_CODES.has(code) && job.state === 'scheduled') {
+        if (code === 'NODE_DRAINING') this.store.setNodeDraining(nodeId, true);
+        else this.avoid.set(job.jobId, { nodeId, untilMs: this.clock.now() + Math.max(this.heartbeatIntervalMs, 1000) });
+        this.setJob(job, 'queued', `${message}; placing it again`);
+      } else {
+        this.setJob(job, 'failed', message);
+      }
+    });
+    if (scheduleAfter) this.schedule();
+  }
+
+  // ---------------------------------------------------------------- placement and leases
+
+  /** Places queued jobs on online nodes; jobs that fit nowhere get a message saying why. */
+  schedule(): void {
+    const queued = this.store.queuedJobs();
+    if (queued.length === 0) return;
+    const now = this.clock.now();
+    for (const [jobId, a] of this.avoid) if (a.untilMs <= now) this.avoid.delete(jobId);
+    const nodes: NodeCapacity[] = this.listNodes()
+      .filter((n) => n.viewState === 'online' && this.sink.isOnline(n.nodeId))
+      .map((n) => ({
+        nodeId: n.nodeId,
+        freeGpus: n.freeGpus,
+        activeAttempts: this.store.activeAttemptsOnNode(n.nodeId).length,
+      }));
+    const pending: PendingJob[] = queued.map((j) => {
+      const a = this.avoid.get(j.jobId);
+      return { jobId: j.jobId, gpus: j.spec.resources.gpus, ...(a ? { avoid: new Set([a.nodeId]) } : {}) };
+    });
+    const plan = planPlacement(pending, nodes);
+    this.mutate(() => {
+      for (const { jobId, nodeId } of plan.placed) {
+        const job = this.store.getJob(jobId);
+        if (!job || job.state !== 'queued') continue;
+        const attempt = job.currentAttempt + 1;
+        this.store.insertAttempt({
+          jobId, attempt, nodeId, state: 'ATTEMPT_STATE_SCHEDULED', gpuUuids: [], exitCode: null,
+          message: '', containerId: '', startedMs: now, endedMs: 0,
+        });
+        this.store.updateJob(jobId, { currentAttempt: attempt }, now);
+        job.currentAttempt = attempt;
+        this.setJob(job, 'scheduled', `placed on ${nodeId} (attempt ${attempt})`);
+        this.avoid.delete(jobId);
+        this.startJob(nodeId, job, attempt);
+        this.logger.info({ jobId, attempt, nodeId }, 'job placed');
+      }
+      for (const { jobId, message } of plan.waiting) {
+        const job = queued.find((j) => j.jobId === jobId);
+        if (job && job.message !== message) this.setJobMessage(jobId, message);
+      }
+    });
+  }
+
+  /** Marks nodes lost whose lease ran out; places jobs held back by a recent refusal. */
+  tick(): void {
+    const now = this.clock.now();
+    for (const node of this.store.listNodes()) {
+      if (node.state === 'lost') continue;
+      const since = Math.max(node.lastSeenMs, this.startedMs);
+      if (now - since <= this.leaseMs) continue;
+      const seconds = Math.round((now - since) / 1000);
+      this.mutate(() => {
+        this.store.setNodeState(node.nodeId, 'lost');
+        for (const a of this.store.activeAttemptsOnNode(node.nodeId)) {
+          this.setJobMessage(a.jobId, `node ${node.nodeId} is lost: nothing heard from it for ${seconds} s; the job's fate is unknown until it comes back`);
+        }
+      });
+      this.logger.warn({ nodeId: node.nodeId, silentMs: now - since }, 'node lost: lease expired');
+      this.sink.disconnect(node.nodeId, `no heartbeat from ${node.nodeId} for ${seconds} s (lease ${Math.round(this.leaseMs / 1000)} s); reconnect and register again`);
+    }
+    let expired = false;
+    for (const a of this.avoid.values()) if (a.untilMs <= now) expired = true;
+    if (expired) this.schedule();
+  }
+}
+
+function shortState(state: AttemptStateName): string {
+  return state.replace('ATTEMPT_STATE_', '').toLowerCase();
+}
+
+function describeExit(state: AttemptStateName, ex: AttemptExited__Output): string {
+  if (ex.error?.message) return `${ex.error.message}${ex.error.code ? ` [${ex.error.code}]` : ''}`;
+  if (ex.oomKilled) return `killed: out of memory (exit code ${ex.exitCode}); ask for more memory in resources.memory`;
+  if (state === 'ATTEMPT_STATE_SUCCEEDED') return 'succeeded (exit code 0)';
+  if (state === 'ATTEMPT_STATE_CANCELLED') return `stopped on request (exit code ${ex.exitCode})`;
+  return `exited with code ${ex.exitCode}`;
+}

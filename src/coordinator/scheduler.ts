@@ -1,0 +1,71 @@
+// Placement: which queued job goes to which node. Pure: it sees a snapshot of
+// capacity and returns decisions; the engine applies them.
+
+export interface NodeCapacity {
+  nodeId: string;
+  /** GPUs not held by any active attempt. */
+  freeGpus: number;
+  activeAttempts: number;
+}
+
+export interface PendingJob {
+  jobId: string;
+  gpus: number;
+  /** Nodes not to use for this job right now (they just refused it). */
+  avoid?: ReadonlySet<string>;
+}
+
+export interface Placement {
+  jobId: string;
+  nodeId: string;
+}
+
+export interface PlacementPlan {
+  placed: Placement[];
+  /** Jobs that stay queued, with the reason a person can read. */
+  waiting: { jobId: string; message: string }[];
+}
+
+/**
+ * Jobs in the given (FIFO) order; each goes to the eligible node that fits it
+ * best: the fewest free GPUs that still fit, then the fewest active attempts,
+ * then the node id. A job that fits nowhere is skipped, and later, smaller jobs
+ * may still be placed.
+ */
+export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeCapacity[]): PlacementPlan {
+  const free = new Map(nodes.map((n) => [n.nodeId, { ...n }]));
+  const plan: PlacementPlan = { placed: [], waiting: [] };
+  for (const job of jobs) {
+    let best: NodeCapacity | undefined;
+    for (const node of free.values()) {
+      if (node.freeGpus < job.gpus || job.avoid?.has(node.nodeId)) continue;
+      if (
+        best === undefined ||
+        node.freeGpus < best.freeGpus ||
+        (node.freeGpus === best.freeGpus && node.activeAttempts < best.activeAttempts) ||
+        (node.freeGpus === best.freeGpus && node.activeAttempts === best.activeAttempts && node.nodeId < best.nodeId)
+      ) {
+        best = node;
+      }
+    }
+    if (best) {
+      best.freeGpus -= job.gpus;
+      best.activeAttempts += 1;
+      plan.placed.push({ jobId: job.jobId, nodeId: best.nodeId });
+    } else {
+      plan.waiting.push({ jobId: job.jobId, message: waitingMessage(job, [...free.values()]) });
+    }
+  }
+  return plan;
+}
+
+function waitingMessage(job: PendingJob, nodes: NodeCapacity[]): string {
+  const what = job.gpus === 0 ? 'waiting for a node' : `waiting for ${job.gpus} free GPU${job.gpus === 1 ? '' : 's'}`;
+  if (nodes.length === 0) return `${what}; no node is online`;
+  const free = nodes
+    .slice()
+    .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
+    .map((n) => `${n.nodeId} ${n.freeGpus}${job.avoid?.has(n.nodeId) ? ' (just refused it)' : ''}`)
+    .join(', ');
+  return `${what}; free now: ${free}`;
+}

@@ -1,0 +1,478 @@
+// The coordinator's state in one embedded SQLite database (node:sqlite, WAL).
+// Everything the coordinator acknowledges is written here first, so that a
+// restart loses nothing. All access is synchronous; callers group related
+// writes with transaction().
+import { DatabaseSync } from 'node:sqlite';
+import type { SQLInputValue } from 'node:sqlite';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { JobSpec } from '../spec/job-spec.ts';
+import type { Inventory__Output } from '../proto/load.ts';
+import { StevedoreError, messageOf } from '../util/errors.ts';
+import type { JobState } from './job-state.ts';
+
+/** The node's connection state as stored; "draining" is a separate flag. */
+export type NodeState = 'online' | 'offline' | 'lost';
+
+/**
+ * An attempt's state: the wire enum's names, plus ATTEMPT_STATE_SCHEDULED for an
+ * attempt sent to its node and not yet accepted (the coordinator's view only).
+ */
+export type AttemptStateName =
+  | 'ATTEMPT_STATE_SCHEDULED'
+  | 'ATTEMPT_STATE_ACCEPTED'
+  | 'ATTEMPT_STATE_PULLING'
+  | 'ATTEMPT_STATE_STARTING'
+  | 'ATTEMPT_STATE_RUNNING'
+  | 'ATTEMPT_STATE_STOPPING'
+  | 'ATTEMPT_STATE_SUCCEEDED'
+  | 'ATTEMPT_STATE_FAILED'
+  | 'ATTEMPT_STATE_CANCELLED'
+  | 'ATTEMPT_STATE_LOST';
+
+export const TERMINAL_ATTEMPT_STATES: ReadonlySet<AttemptStateName> = new Set([
+  'ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED', 'ATTEMPT_STATE_LOST',
+]);
+
+export function isAttemptActive(state: AttemptStateName): boolean {
+  return !TERMINAL_ATTEMPT_STATES.has(state);
+}
+
+export interface NodeRecord {
+  nodeId: string;
+  hostname: string;
+  agentVersion: string;
+  labels: Record<string, string>;
+  inventory: Inventory__Output | null;
+  state: NodeState;
+  draining: boolean;
+  lastSeenMs: number;
+  highestEventId: number;
+}
+
+export interface JobRecord {
+  jobId: string;
+  seq: number;
+  spec: JobSpec;
+  state: JobState;
+  message: string;
+  createdMs: number;
+  updatedMs: number;
+  /** 0 until the first attempt is created. */
+  currentAttempt: number;
+}
+
+export interface AttemptRecord {
+  jobId: string;
+  attempt: number;
+  nodeId: string;
+  state: AttemptStateName;
+  gpuUuids: string[];
+  exitCode: number | null;
+  message: string;
+  containerId: string;
+  startedMs: number;
+  endedMs: number;
+}
+
+export type CommandKind = 'startJob' | 'stopJob' | 'drain';
+
+export interface CommandRecord {
+  commandId: string;
+  nodeId: string;
+  kind: CommandKind;
+  jobId: string;
+  attempt: number;
+  createdMs: number;
+}
+
+export interface LogRecord {
+  id: number;
+  jobId: string;
+  attempt: number;
+  timeMs: number;
+  stream: string;
+  text: string;
+}
+
+export interface StoredEvent {
+  nodeId: string;
+  eventId: number;
+  timeMs: number;
+  jobId: string;
+  attempt: number;
+  kind: string;
+  body: unknown;
+  receivedMs: number;
+}
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+  node_id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL,
+  agent_version TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  inventory TEXT,
+  state TEXT NOT NULL,
+  draining INTEGER NOT NULL DEFAULT 0,
+  last_seen_ms INTEGER NOT NULL,
+  highest_event_id INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL UNIQUE,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  current_attempt INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  gpu_uuids TEXT NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL,
+  container_id TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS attempts_node ON attempts (node_id, state);
+CREATE TABLE IF NOT EXISTS events (
+  node_id TEXT NOT NULL,
+  event_id INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  body TEXT NOT NULL,
+  received_ms INTEGER NOT NULL,
+  PRIMARY KEY (node_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS commands (
+  command_id TEXT PRIMARY KEY,
+  node_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_lines (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  stream TEXT NOT NULL,
+  text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_lines_job ON log_lines (job_id, id);
+`;
+
+type Row = Record<string, SQLInputValue>;
+
+const num = (v: SQLInputValue | undefined): number => Number(v ?? 0);
+const str = (v: SQLInputValue | undefined): string => (typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'bigint' ? String(v) : '');
+
+function parseJson<T>(v: SQLInputValue | undefined, fallback: T): T {
+  if (typeof v !== 'string') return fallback;
+  return JSON.parse(v) as T;
+}
+
+function toNode(r: Row): NodeRecord {
+  return {
+    nodeId: str(r.node_id),
+    hostname: str(r.hostname),
+    agentVersion: str(r.agent_version),
+    labels: parseJson(r.labels, {}),
+    inventory: parseJson<Inventory__Output | null>(r.inventory, null),
+    state: str(r.state) as NodeState,
+    draining: num(r.draining) === 1,
+    lastSeenMs: num(r.last_seen_ms),
+    highestEventId: num(r.highest_event_id),
+  };
+}
+
+function toJob(r: Row): JobRecord {
+  return {
+    jobId: str(r.job_id),
+    seq: num(r.seq),
+    spec: parseJson<JobSpec>(r.spec, {} as JobSpec),
+    state: str(r.state) as JobState,
+    message: str(r.message),
+    createdMs: num(r.created_ms),
+    updatedMs: num(r.updated_ms),
+    currentAttempt: num(r.current_attempt),
+  };
+}
+
+function toAttempt(r: Row): AttemptRecord {
+  return {
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    nodeId: str(r.node_id),
+    state: str(r.state) as AttemptStateName,
+    gpuUuids: parseJson<string[]>(r.gpu_uuids, []),
+    exitCode: r.exit_code === null || r.exit_code === undefined ? null : num(r.exit_code),
+    message: str(r.message),
+    containerId: str(r.container_id),
+    startedMs: num(r.started_ms),
+    endedMs: num(r.ended_ms),
+  };
+}
+
+function toCommand(r: Row): CommandRecord {
+  return {
+    commandId: str(r.command_id),
+    nodeId: str(r.node_id),
+    kind: str(r.kind) as CommandKind,
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    createdMs: num(r.created_ms),
+  };
+}
+
+function toLog(r: Row): LogRecord {
+  return {
+    id: num(r.id),
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    timeMs: num(r.time_ms),
+    stream: str(r.stream),
+    text: str(r.text),
+  };
+}
+
+const ACTIVE_ATTEMPT_SQL = `state NOT IN ('ATTEMPT_STATE_SUCCEEDED','ATTEMPT_STATE_FAILED','ATTEMPT_STATE_CANCELLED','ATTEMPT_STATE_LOST')`;
+
+export class Store {
+  private readonly db: DatabaseSync;
+  private depth = 0;
+  private closed = false;
+
+  constructor(dbPath: string) {
+    try {
+      if (dbPath !== ':memory:') mkdirSync(path.dirname(path.resolve(dbPath)), { recursive: true });
+      this.db = new DatabaseSync(dbPath);
+      this.db.exec('PRAGMA journal_mode = WAL');
+      this.db.exec('PRAGMA synchronous = FULL');
+      this.db.exec('PRAGMA busy_timeout = 5000');
+      this.db.exec(SCHEMA);
+    } catch (err) {
+      throw new StevedoreError('STATE_DIR_UNWRITABLE', `cannot open the coordinator database ${dbPath}: ${messageOf(err)}. Check that its directory exists and is writable, or choose another with --db`, { cause: err });
+    }
+    const version = this.db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as Row | undefined;
+    if (version === undefined) {
+      this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+    } else if (Number(version.value) !== SCHEMA_VERSION) {
+      throw new StevedoreError('STATE_DIR_UNWRITABLE', `the coordinator database ${dbPath} has schema version ${str(version.value)}; this coordinator reads version ${SCHEMA_VERSION}. Use a matching stevedore version`);
+    }
+  }
+
+  /** Runs fn in one transaction; nested calls join the outer one. */
+  transaction<T>(fn: () => T): T {
+    if (this.depth > 0) {
+      this.depth++;
+      try {
+        return fn();
+      } finally {
+        this.depth--;
+      }
+    }
+    this.db.exec('BEGIN IMMEDIATE');
+    this.depth = 1;
+    try {
+      const result = fn();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    } finally {
+      this.depth = 0;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  // ---- nodes ----
+
+  upsertNode(n: Omit<NodeRecord, 'highestEventId'>): NodeRecord {
+    this.db
+      .prepare(
+        `INSERT INTO nodes (node_id, hostname, agent_version, labels, inventory, state, draining, last_seen_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname, agent_version = excluded.agent_version,
+           labels = excluded.labels, inventory = excluded.inventory, state = excluded.state,
+           draining = excluded.draining, last_seen_ms = excluded.last_seen_ms`,
+      )
+      .run(n.nodeId, n.hostname, n.agentVersion, JSON.stringify(n.labels), JSON.stringify(n.inventory), n.state, n.draining ? 1 : 0, n.lastSeenMs);
+    const node = this.getNode(n.nodeId);
+    if (!node) throw new StevedoreError('INTERNAL', `node ${n.nodeId} vanished right after it was stored`);
+    return node;
+  }
+
+  getNode(nodeId: string): NodeRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM nodes WHERE node_id = ?').get(nodeId) as Row | undefined;
+    return r ? toNode(r) : undefined;
+  }
+
+  listNodes(): NodeRecord[] {
+    return (this.db.prepare('SELECT * FROM nodes ORDER BY node_id').all() as Row[]).map(toNode);
+  }
+
+  setNodeState(nodeId: string, state: NodeState): void {
+    this.db.prepare('UPDATE nodes SET state = ? WHERE node_id = ?').run(state, nodeId);
+  }
+
+  setNodeDraining(nodeId: string, draining: boolean): void {
+    this.db.prepare('UPDATE nodes SET draining = ? WHERE node_id = ?').run(draining ? 1 : 0, nodeId);
+  }
+
+  touchNode(nodeId: string, lastSeenMs: number): void {
+    this.db.prepare('UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?').run(lastSeenMs, nodeId);
+  }
+
+  /** At start-up no session is open: every online node becomes offline. */
+  markOnlineNodesOffline(): void {
+    this.db.prepare(`UPDATE nodes SET state = 'offline' WHERE state = 'online'`).run();
+  }
+
+  setHighestEventId(nodeId: string, eventId: number): void {
+    this.db.prepare('UPDATE nodes SET highest_event_id = ? WHERE node_id = ?').run(eventId, nodeId);
+  }
+
+  // ---- jobs ----
+
+  insertJob(j: Omit<JobRecord, 'seq'>): JobRecord {
+    this.db
+      .prepare('INSERT INTO jobs (job_id, spec, state, message, created_ms, updated_ms, current_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(j.jobId, JSON.stringify(j.spec), j.state, j.message, j.createdMs, j.updatedMs, j.currentAttempt);
+    const job = this.getJob(j.jobId);
+    if (!job) throw new StevedoreError('INTERNAL', `job ${j.jobId} vanished right after it was stored`);
+    return job;
+  }
+
+  getJob(jobId: string): JobRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as Row | undefined;
+    return r ? toJob(r) : undefined;
+  }
+
+  /** Newest first. */
+  listJobs(): JobRecord[] {
+    return (this.db.prepare('SELECT * FROM jobs ORDER BY seq DESC').all() as Row[]).map(toJob);
+  }
+
+  /** Queued jobs, oldest first. */
+  queuedJobs(): JobRecord[] {
+    return (this.db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq`).all() as Row[]).map(toJob);
+  }
+
+  updateJob(jobId: string, patch: { state?: JobState; message?: string; currentAttempt?: number }, nowMs: number): void {
+    const sets: string[] = ['updated_ms = ?'];
+    const values: SQLInputValue[] = [nowMs];
+    if (patch.state !== undefined) { sets.push('state = ?'); values.push(patch.state); }
+    if (patch.message !== undefined) { sets.push('message = ?'); values.push(patch.message); }
+    if (patch.currentAttempt !== undefined) { sets.push('current_attempt = ?'); values.push(patch.currentAttempt); }
+    this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...values, jobId);
+  }
+
+  // ---- attempts ----
+
+  insertAttempt(a: AttemptRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO attempts (job_id, attempt, node_id, state, gpu_uuids, exit_code, message, container_id, started_ms, ended_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(a.jobId, a.attempt, a.nodeId, a.state, JSON.stringify(a.gpuUuids), a.exitCode, a.message, a.containerId, a.startedMs, a.endedMs);
+  }
+
+  getAttempt(jobId: string, attempt: number): AttemptRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM attempts WHERE job_id = ? AND attempt = ?').get(jobId, attempt) as Row | undefined;
+    return r ? toAttempt(r) : undefined;
+  }
+
+  attemptsOfJob(jobId: string): AttemptRecord[] {
+    return (this.db.prepare('SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt').all(jobId) as Row[]).map(toAttempt);
+  }
+
+  activeAttemptsOnNode(nodeId: string): AttemptRecord[] {
+    return (this.db.prepare(`SELECT * FROM attempts WHERE node_id = ? AND ${ACTIVE_ATTEMPT_SQL} ORDER BY job_id, attempt`).all(nodeId) as Row[]).map(toAttempt);
+  }
+
+  activeAttempts(): AttemptRecord[] {
+    return (this.db.prepare(`SELECT * FROM attempts WHERE ${ACTIVE_ATTEMPT_SQL} ORDER BY node_id, job_id, attempt`).all() as Row[]).map(toAttempt);
+  }
+
+  updateAttempt(
+    jobId: string,
+    attempt: number,
+    patch: { state?: AttemptStateName; gpuUuids?: string[]; exitCode?: number | null; message?: string; containerId?: string; endedMs?: number },
+  ): void {
+    const sets: string[] = [];
+    const values: SQLInputValue[] = [];
+    if (patch.state !== undefined) { sets.push('state = ?'); values.push(patch.state); }
+    if (patch.gpuUuids !== undefined) { sets.push('gpu_uuids = ?'); values.push(JSON.stringify(patch.gpuUuids)); }
+    if (patch.exitCode !== undefined) { sets.push('exit_code = ?'); values.push(patch.exitCode); }
+    if (patch.message !== undefined) { sets.push('message = ?'); values.push(patch.message); }
+    if (patch.containerId !== undefined) { sets.push('container_id = ?'); values.push(patch.containerId); }
+    if (patch.endedMs !== undefined) { sets.push('ended_ms = ?'); values.push(patch.endedMs); }
+    if (sets.length === 0) return;
+    this.db.prepare(`UPDATE attempts SET ${sets.join(', ')} WHERE job_id = ? AND attempt = ?`).run(...values, jobId, attempt);
+  }
+
+  // ---- events, commands, logs ----
+
+  insertEvent(e: StoredEvent): void {
+    this.db
+      .prepare('INSERT INTO events (node_id, event_id, time_ms, job_id, attempt, kind, body, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.nodeId, e.eventId, e.timeMs, e.jobId, e.attempt, e.kind, JSON.stringify(e.body ?? null), e.receivedMs);
+  }
+
+  eventsOfNode(nodeId: string): StoredEvent[] {
+    return (this.db.prepare('SELECT * FROM events WHERE node_id = ? ORDER BY event_id').all(nodeId) as Row[]).map((r) => ({
+      nodeId: str(r.node_id),
+      eventId: num(r.event_id),
+      timeMs: num(r.time_ms),
+      jobId: str(r.job_id),
+      attempt: num(r.attempt),
+      kind: str(r.kind),
+      body: parseJson<unknown>(r.body, null),
+      receivedMs: num(r.received_ms),
+    }));
+  }
+
+  insertCommand(c: CommandRecord): void {
+    this.db
+      .prepare('INSERT INTO commands (command_id, node_id, kind, job_id, attempt, created_ms) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(c.commandId, c.nodeId, c.kind, c.jobId, c.attempt, c.createdMs);
+  }
+
+  getCommand(commandId: string): CommandRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;
+    return r ? toCommand(r) : undefined;
+  }
+
+  appendLog(l: Omit<LogRecord, 'id'>): void {
+    this.db
+      .prepare('INSERT INTO log_lines (job_id, attempt, time_ms, stream, text) VALUES (?, ?, ?, ?, ?)')
+      .run(l.jobId, l.attempt, l.timeMs, l.stream, l.text);
+  }
+
+  /** Log lines of a job with id > afterId, in order. */
+  logsAfter(jobId: string, afterId: number, limit = 1000): LogRecord[] {
+    return (this.db.prepare('SELECT * FROM log_lines WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?').all(jobId, afterId, limit) as Row[]).map(toLog);
+  }
+}
