@@ -1,0 +1,445 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import { ControlClient } from '../../src/client/control-client.ts';
+import { isStevedoreError } from '../../src/util/errors.ts';
+import { FakeAgent, FakeClock, eventually, spec } from './fake-agent.ts';
+
+interface Setup {
+  coordinator: Coordinator;
+  address: string;
+  client: ControlClient;
+  clock: FakeClock;
+  dbPath: string;
+  agent: (nodeId: string) => FakeAgent;
+}
+
+async function setup(t: Test, opts: { dbPath?: string; clock?: FakeClock } = {}): Promise<Setup> {
+  const dbPath = opts.dbPath ?? path.join(t.testdir(), 'coordinator.db');
+  const clock = opts.clock ?? new FakeClock();
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dbPath, leaseMs: 30_000, heartbeatIntervalMs: 5_000, clock });
+  const { address } = await coordinator.start();
+  const client = new ControlClient({ address, retries: 0, deadlineMs: 5000 });
+  const agents: FakeAgent[] = [];
+  t.teardown(async () => {
+    for (const a of agents) a.kill();
+    client.close();
+    await coordinator.close();
+  });
+  return {
+    coordinator, address, client, clock, dbPath,
+    agent: (nodeId) => {
+      const a = new FakeAgent(address, nodeId);
+      agents.push(a);
+      return a;
+    },
+  };
+}
+
+async function rejects(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    if (isStevedoreError(err)) return { code: err.code, message: err.message };
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+
+void t.test('register: the node is stored online with its inventory, and told the session parameters', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  const reg = await a.register({ gpus: 4, labels: { zone: 'eu-1', spot: 'true' } });
+  t.match(reg.registered, { heartbeatIntervalMs: 5000, leaseMs: 30_000, ackedEventId: 0 });
+  t.match(reg.registered?.sessionId, /^[0-9a-f-]{36}$/);
+  const [node] = await s.client.listNodes();
+  t.match(node, { nodeId: 'node-a', hostname: 'node-a', state: 'online', labels: { zone: 'eu-1', spot: 'true' }, agentVersion: '0.1.0-test' });
+  t.equal(node?.inventory?.gpus.length, 4);
+});
+
+void t.test('a first message other than register gets a SessionError and INVALID_ARGUMENT', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  a.send({ heartbeat: { sentAtMs: 1 } });
+  const err = await a.next();
+  t.equal(err.error?.error?.code, 'SESSION_PROTOCOL');
+  t.match(err.error?.error?.message, /first message .* must be register/);
+  const st = await a.status;
+  t.equal(st.code, grpc.status.INVALID_ARGUMENT);
+});
+
+void t.test('an unsupported protocol version is refused with FAILED_PRECONDITION naming the supported one', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  a.send({ register: { nodeId: 'node-a', protocolVersion: 2 } });
+  const st = await a.status;
+  t.equal(st.code, grpc.status.FAILED_PRECONDITION);
+  t.match(st.details, /protocol version 2 is not supported; this coordinator speaks version 1/);
+  t.same(await s.client.listNodes(), [], 'the node is not stored');
+});
+
+void t.test('malformed messages get a SessionError and the stream stays open', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  a.send({});
+  t.match((await a.next()).error?.error, { code: 'SESSION_PROTOCOL', message: /no field set/ });
+  a.send({ event: { eventId: 1, jobId: 'x', attempt: 1 } });
+  t.match((await a.next()).error?.error, { code: 'SESSION_PROTOCOL', message: /event 1 has no body/ });
+  a.send({ commandAck: { accepted: true } });
+  t.match((await a.next()).error?.error, { code: 'SESSION_PROTOCOL', message: /commandId/ });
+  a.send({ register: { nodeId: 'node-a', protocolVersion: 1 } });
+  t.match((await a.next()).error?.error, { code: 'SESSION_PROTOCOL', message: /only allowed as the first message/ });
+  const ack = await a.heartbeat();
+  t.equal(ack.heartbeatAck?.receivedAtMs, s.clock.now(), 'heartbeats still answered');
+  t.equal((await s.client.listNodes())[0]?.state, 'online');
+});
+
+void t.test('placement: best fit, never over-committed, the job that does not fit waits with a reason', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  const b = s.agent('node-b');
+  await a.register({ gpus: 2 });
+  await b.register({ gpus: 2 });
+  const j1 = await s.client.submitJob(spec('train', 2));
+  const j2 = await s.client.submitJob(spec('train', 2));
+  const j3 = await s.client.submitJob(spec('train', 2));
+  t.match(j1.jobId, /^train-[0-9a-f]{6}$/);
+  const startA = await a.takeStart();
+  const startB = await b.takeStart();
+  t.same(new Set([startA.jobId, startB.jobId]), new Set([j1.jobId, j2.jobId]), 'the first two jobs go one per node');
+  t.equal(startA.attempt, 1);
+  t.same(a.pending(), [], 'node-a got one job only');
+  t.same(b.pending(), [], 'node-b got one job only');
+  const waiting = await s.client.getJob(j3.jobId);
+  t.equal(waiting.state, 'queued');
+  t.equal(waiting.message, 'waiting for 2 free GPUs; free now: node-a 0, node-b 0');
+
+  await a.running(startA.jobId, 1, ['GPU-node-a-0', 'GPU-node-a-1']);
+  const nodes = await s.client.listNodes();
+  t.same(nodes.find((n) => n.nodeId === 'node-a')?.allocatedGpuUuids, ['GPU-node-a-0', 'GPU-node-a-1']);
+  t.equal((await s.client.getJob(startA.jobId)).state, 'running');
+
+  await a.exited(startA.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0);
+  const third = await a.takeStart();
+  t.equal(third.jobId, j3.jobId, 'the queued job goes where GPUs were freed');
+  t.equal((await s.client.getJob(j3.jobId)).state, 'scheduled');
+  t.equal((await s.client.getJob(startA.jobId)).state, 'succeeded');
+});
+
+void t.test('placement packs jobs on the fullest node that fits', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  const b = s.agent('node-b');
+  await a.register({ gpus: 4 });
+  await b.register({ gpus: 4 });
+  await s.client.submitJob(spec('small', 2));
+  await s.client.submitJob(spec('small', 2));
+  await s.client.submitJob(spec('big', 4));
+  const first = await a.takeStart();
+  const second = await a.takeStart();
+  const big = await b.takeStart();
+  t.match(first.jobId, /^small-/);
+  t.match(second.jobId, /^small-/);
+  t.match(big.jobId, /^big-/, 'the 4-GPU job still finds a whole node');
+});
+
+void t.test('events: duplicates after a reconnect are acked and dropped, never applied twice', async (t) => {
+  const s = await setup(t);
+  let a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  await a.takeStart();
+  t.equal(await a.running(job.jobId, 1, ['GPU-node-a-0']), 1);
+  t.equal(await a.logs(job.jobId, 1, [{ text: 'epoch 1' }, { stream: 'stderr', text: 'warning' }]), 2);
+  await a.close();
+  await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+
+  a = s.agent('node-a');
+  const reg = await a.register({ attempts: [{ jobId: job.jobId, attempt: 1, state: 'ATTEMPT_STATE_RUNNING', gpuUuids: ['GPU-node-a-0'] }] });
+  t.equal(reg.registered?.ackedEventId, 2, 'the agent learns what was stored');
+  // The agent did not see the ack of event 2 and sends it again.
+  t.equal(await a.logs(job.jobId, 1, [{ text: 'epoch 1' }, { stream: 'stderr', text: 'warning' }], 2), 2);
+  t.equal(s.coordinator.duplicateEvents, 1);
+  t.equal(await a.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0), 3);
+  t.equal(await a.exited(job.jobId, 1, 'ATTEMPT_STATE_FAILED', 1), 4, 'a second exit is stored and acked');
+  const done = await s.client.getJob(job.jobId);
+  t.equal(done.state, 'succeeded', 'the second exit does not change the outcome');
+  t.match(done.attempts[0], { state: 'ATTEMPT_STATE_SUCCEEDED', exitCode: 0, hasExitCode: true });
+  const lines = [];
+  for await (const l of s.client.streamLogs(job.jobId)) lines.push(l.line?.text);
+  t.same(lines, ['epoch 1', 'warning'], 'the duplicate log lines were not stored twice');
+  t.same(a.pending().filter((m) => m.command), [], 'nothing to reconcile: the agent held the right attempt');
+});
+
+void t.test('an event for an unknown job is stored and acked without harm', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  t.equal(await a.exited('ghost-000000', 1, 'ATTEMPT_STATE_FAILED', 1), 1);
+  t.equal((await a.heartbeat()).msg, 'heartbeatAck');
+  t.same(await s.client.listJobs(), []);
+});
+
+void t.test('reconciliation at register', (t) => {
+  void t.test('an attempt the coordinator does not want is stopped', async (t) => {
+    const s = await setup(t);
+    const a = s.agent('node-a');
+    await a.register();
+    const job = await s.client.submitJob(spec('train', 1));
+    await a.takeStart();
+    await a.running(job.jobId, 1, ['GPU-node-a-0']);
+    a.kill();
+    await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+    const cancelling = await s.client.cancelJob(job.jobId);
+    t.equal(cancelling.state, 'cancelling');
+    t.match(cancelling.message, /node-a is not connected; it is told to stop attempt 1 when it reconnects/);
+
+    const b = s.agent('node-a');
+    await b.register({
+      attempts: [
+        { jobId: job.jobId, attempt: 1, state: 'ATTEMPT_STATE_RUNNING' },
+        { jobId: 'stray-abcdef', attempt: 3, state: 'ATTEMPT_STATE_RUNNING' },
+      ],
+    });
+    const stops = [await b.next((m) => m.command?.body === 'stopJob'), await b.next((m) => m.command?.body === 'stopJob')].map((m) => m.command?.stopJob);
+    t.match(stops, [
+      { jobId: job.jobId, attempt: 1, reason: 'the job was cancelled' },
+      { jobId: 'stray-abcdef', attempt: 3, reason: 'the coordinator does not know this attempt' },
+    ]);
+    await b.event(job.jobId, 1, { exited: { state: 'ATTEMPT_STATE_CANCELLED', exitCode: 143 } });
+    t.equal((await s.client.getJob(job.jobId)).state, 'cancelled');
+  });
+
+  void t.test('a start that was never acknowledged is sent again', async (t) => {
+    const s = await setup(t);
+    const a = s.agent('node-a');
+    await a.register();
+    const job = await s.client.submitJob(spec('train', 1));
+    const first = await a.takeStart(null);
+    a.kill();
+    await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+    const b = s.agent('node-a');
+    await b.register();
+    const again = await b.takeStart();
+    t.equal(again.jobId, job.jobId);
+    t.equal(again.attempt, 1, 'the same attempt, not a new one');
+    t.not(again.commandId, first.commandId);
+    await eventually(async () => (await s.client.getJob(job.jobId)).attempts[0]?.state === 'ATTEMPT_STATE_ACCEPTED');
+    t.equal((await s.client.getJob(job.jobId)).attempts.length, 1);
+  });
+
+  void t.test('an accepted attempt the agent no longer holds is lost and the job fails', async (t) => {
+    const s = await setup(t);
+    const a = s.agent('node-a');
+    await a.register();
+    const job = await s.client.submitJob(spec('train', 1));
+    await a.takeStart();
+    await a.running(job.jobId, 1, ['GPU-node-a-0']);
+    a.kill();
+    await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+    const b = s.agent('node-a');
+    await b.register({ attempts: [] });
+    const lost = await eventually(async () => {
+      const j = await s.client.getJob(job.jobId);
+      return j.state === 'failed' ? j : undefined;
+    });
+    t.equal(lost.attempts[0]?.state, 'ATTEMPT_STATE_LOST');
+    t.match(lost.message, /node node-a lost attempt 1/);
+    t.same((await s.client.listNodes())[0]?.allocatedGpuUuids, [], 'its GPUs are free again');
+  });
+  t.end();
+});
+
+void t.test('a refusal for lack of GPUs puts the job back in the queue; other refusals fail it', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register({ gpus: 2 });
+  const job = await s.client.submitJob(spec('train', 2));
+  await a.takeStart({ accepted: false, code: 'GPUS_UNAVAILABLE', message: 'GPU-node-a-1 is busy' });
+  const queued = await eventually(async () => {
+    const j = await s.client.getJob(job.jobId);
+    return j.state === 'queued' ? j : undefined;
+  });
+  t.match(queued.attempts[0], { attempt: 1, state: 'ATTEMPT_STATE_FAILED', message: 'GPU-node-a-1 is busy' });
+  s.clock.advance(6000);
+  const retry = await a.takeStart();
+  t.equal(retry.jobId, job.jobId);
+  t.equal(retry.attempt, 2, 'placed again as a new attempt');
+
+  const bad = await s.client.submitJob(spec('other', 0));
+  await a.takeStart({ accepted: false, code: 'MOUNT_OUTSIDE_JOB_DIR', message: 'mount data escapes the job directory' });
+  const failed = await eventually(async () => {
+    const j = await s.client.getJob(bad.jobId);
+    return j.state === 'failed' ? j : undefined;
+  });
+  t.match(failed.message, /node-a refused attempt 1 \(MOUNT_OUTSIDE_JOB_DIR\): mount data escapes the job directory/);
+});
+
+void t.test('leases: an offline node is lost after the lease, and its jobs say so', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  await a.takeStart();
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  a.kill();
+  await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+  s.clock.advance(29_000);
+  t.equal((await s.client.listNodes())[0]?.state, 'offline', 'not lost before the lease ends');
+  s.clock.advance(2_000);
+  t.equal((await s.client.listNodes())[0]?.state, 'lost');
+  t.match((await s.client.getJob(job.jobId)).message, /node node-a is lost/);
+});
+
+void t.test('leases: a connected node that stops sending heartbeats is lost and its stream ended', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  s.clock.advance(20_000);
+  await a.heartbeat();
+  s.clock.advance(20_000);
+  t.equal((await s.client.listNodes())[0]?.state, 'online', 'the heartbeat renewed the lease');
+  s.clock.advance(12_000);
+  const st = await a.status;
+  t.equal(st.code, grpc.status.UNAVAILABLE);
+  t.match(st.details, /no heartbeat from node-a/);
+  t.equal((await s.client.listNodes())[0]?.state, 'lost');
+});
+
+void t.test('the newest session for a node wins', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  const b = s.agent('node-a');
+  await b.register();
+  const st = await a.status;
+  t.equal(st.code, grpc.status.ABORTED);
+  t.match(st.details, /newer session/);
+  await b.heartbeat();
+  t.equal((await s.client.listNodes())[0]?.state, 'online', 'ending the older stream did not mark the node offline');
+});
+
+void t.test('a restarted coordinator keeps jobs, attempts, logs and event ids; nodes start offline', async (t) => {
+  const dbPath = path.join(t.testdir(), 'state', 'coordinator.db');
+  const clock = new FakeClock();
+  const first = new Coordinator({ listen: '127.0.0.1:0', dbPath, clock });
+  const { address } = await first.start();
+  const a = new FakeAgent(address, 'node-a');
+  await a.register();
+  const c1 = new ControlClient({ address, retries: 0 });
+  const job = await c1.submitJob(spec('train', 1));
+  const queued = await c1.submitJob(spec('wait', 4));
+  await a.takeStart();
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  await a.logs(job.jobId, 1, [{ text: 'before restart' }]);
+  c1.close();
+  await first.close();
+  await first.close();
+  a.kill();
+
+  const s = await setup(t, { dbPath, clock });
+  const nodes = await s.client.listNodes();
+  t.match(nodes, [{ nodeId: 'node-a', state: 'offline', allocatedGpuUuids: ['GPU-node-a-0'] }]);
+  const j = await s.client.getJob(job.jobId);
+  t.match(j, { state: 'running', attempts: [{ attempt: 1, nodeId: 'node-a', state: 'ATTEMPT_STATE_RUNNING', gpuUuids: ['GPU-node-a-0'] }] });
+  t.equal((await s.client.getJob(queued.jobId)).state, 'queued');
+  const lines = [];
+  for await (const l of s.client.streamLogs(job.jobId)) lines.push(l.line?.text);
+  t.same(lines, ['before restart']);
+
+  const b = s.agent('node-a');
+  const reg = await b.register({ attempts: [{ jobId: job.jobId, attempt: 1, state: 'ATTEMPT_STATE_RUNNING' }] });
+  t.equal(reg.registered?.ackedEventId, 2);
+  t.equal(await b.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0), 3);
+  t.equal((await s.client.getJob(job.jobId)).state, 'succeeded');
+  t.equal((await b.takeStart()).jobId, queued.jobId, 'the queued job is placed once GPUs are free');
+});
+
+void t.test('after a restart the lease of a node that never comes back counts from the restart', async (t) => {
+  const dbPath = path.join(t.testdir(), 'coordinator.db');
+  const clock = new FakeClock();
+  const first = new Coordinator({ listen: '127.0.0.1:0', dbPath, clock });
+  const { address } = await first.start();
+  const a = new FakeAgent(address, 'node-a');
+  await a.register();
+  a.kill();
+  await first.close();
+  clock.advance(60_000);
+  const s = await setup(t, { dbPath, clock });
+  t.equal((await s.client.listNodes())[0]?.state, 'offline');
+  s.clock.advance(31_000);
+  t.equal((await s.client.listNodes())[0]?.state, 'lost');
+});
+
+void t.test('submit: validation errors are precise', async (t) => {
+  const s = await setup(t);
+  const badImage = await rejects(s.client.submitJob({ ...spec('x', 0), image: 'Not An Image' }));
+  t.equal(badImage.code, 'SPEC_INVALID');
+  t.match(badImage.message, /^invalid job spec:\n {2}image: is not a valid image reference/);
+  const badName = await rejects(s.client.submitJob({ ...spec('x', 0), name: '' }));
+  t.match(badName.message, /name: must be 1-63 characters/);
+
+  const a = s.agent('node-a');
+  await a.register({ gpus: 4 });
+  const tooBig = await rejects(s.client.submitJob(spec('huge', 8)));
+  t.equal(tooBig.code, 'GPUS_UNSATISFIABLE');
+  t.match(tooBig.message, /^job asks for 8 GPUs; the largest node has 4/);
+  t.same(await s.client.listJobs(), [], 'nothing was stored');
+});
+
+void t.test('submit with no node known queues the job and says why', async (t) => {
+  const s = await setup(t);
+  const job = await s.client.submitJob(spec('train', 2));
+  t.equal(job.state, 'queued');
+  t.equal(job.message, 'waiting for 2 free GPUs; no node is online');
+});
+
+void t.test('cancel', async (t) => {
+  const s = await setup(t);
+  const missing = await rejects(s.client.cancelJob('nope'));
+  t.same(missing, { code: 'JOB_NOT_FOUND', message: 'no job nope; `stevedore status` lists jobs' });
+
+  const queued = await s.client.submitJob(spec('q', 1));
+  t.equal((await s.client.cancelJob(queued.jobId)).state, 'cancelled', 'a queued job is cancelled at once');
+  const again = await rejects(s.client.cancelJob(queued.jobId));
+  t.same(again, { code: 'JOB_NOT_CANCELLABLE', message: `job ${queued.jobId} already ended (cancelled)` });
+
+  const a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  await a.takeStart();
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  const cancelling = await s.client.cancelJob(job.jobId);
+  t.equal(cancelling.state, 'cancelling');
+  const stop = await a.next((m) => m.command?.body === 'stopJob');
+  t.match(stop.command?.stopJob, { jobId: job.jobId, attempt: 1, reason: 'cancelled by the operator' });
+  await a.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0);
+  t.equal((await s.client.getJob(job.jobId)).state, 'cancelled', 'a cancelling job ends cancelled whatever its exit');
+  t.equal((await s.client.listJobs())[0]?.jobId, job.jobId, 'newest first');
+});
+
+void t.test('logs: stored lines, then followed until the job ends', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  await a.takeStart();
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  await a.logs(job.jobId, 1, [{ text: 'one' }]);
+  const got: string[] = [];
+  const followed = (async () => {
+    for await (const l of s.client.streamLogs(job.jobId, { follow: true })) got.push(`${l.attempt}:${l.line?.stream}:${l.line?.text}`);
+  })();
+  await eventually(() => got.length === 1);
+  await a.logs(job.jobId, 1, [{ text: 'two' }, { stream: 'stderr', text: 'three' }]);
+  await eventually(() => got.length === 3);
+  await a.exited(job.jobId, 1, 'ATTEMPT_STATE_FAILED', 2);
+  await followed;
+  t.same(got, ['1:stdout:one', '1:stdout:two', '1:stderr:three']);
+  t.match((await s.client.getJob(job.jobId)).message, 'exited with code 2');
+  const unknown = await rejects((async () => { for await (const _ of s.client.streamLogs('nope')) void _; })());
+  t.equal(unknown.code, 'JOB_NOT_FOUND');
+});

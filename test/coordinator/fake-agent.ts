@@ -1,0 +1,215 @@
+// Test doubles for coordinator tests: an agent that speaks AgentSession over
+// real gRPC with raw messages, and a clock the test drives.
+import * as grpc from '@grpc/grpc-js';
+import { v1 } from '../../src/proto/load.ts';
+import type { AgentMessage, CoordinatorMessage__Output, Inventory } from '../../src/proto/load.ts';
+import type { AttemptStatus } from '../../src/gen/stevedore/v1/AttemptStatus.ts';
+import type { AgentSessionClient } from '../../src/gen/stevedore/v1/AgentSession.ts';
+import type { Clock, Timer } from '../../src/util/clock.ts';
+import type { JobSpec } from '../../src/spec/job-spec.ts';
+
+export function inventory(hostname: string, gpus: number): Inventory {
+  return {
+    hostname,
+    cpuCores: 8,
+    memoryBytes: 64 * 1024 ** 3,
+    gpus: Array.from({ length: gpus }, (_, i) => ({ index: i, uuid: `GPU-${hostname}-${i}`, name: 'Test GPU', memoryMib: 81920 })),
+  };
+}
+
+export function spec(name: string, gpus: number, extra: Partial<JobSpec> = {}): JobSpec {
+  return {
+    name,
+    image: 'trainer:1',
+    command: ['train'],
+    env: {},
+    resources: { gpus, cpus: 0, memoryBytes: 0, shmBytes: 0 },
+    mounts: [],
+    ulimits: [],
+    hostIpc: false,
+    hostNetwork: false,
+    stopSignal: 'SIGTERM',
+    stopGraceSeconds: 30,
+    pullPolicy: 'if-not-present',
+    workingDir: '',
+    ...extra,
+  };
+}
+
+type Pred = (m: CoordinatorMessage__Output) => boolean;
+
+export class FakeAgent {
+  readonly nodeId: string;
+  readonly received: CoordinatorMessage__Output[] = [];
+  private readonly client: AgentSessionClient;
+  private readonly call: grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage__Output>;
+  private readonly queue: CoordinatorMessage__Output[] = [];
+  private readonly waiters: { pred: Pred; resolve: (m: CoordinatorMessage__Output) => void }[] = [];
+  private nextEventId = 1;
+  /** The call's final status. */
+  readonly status: Promise<grpc.StatusObject>;
+
+  constructor(address: string, nodeId: string) {
+    this.nodeId = nodeId;
+    this.client = new v1.AgentSession(address, grpc.credentials.createInsecure());
+    this.call = this.client.connect();
+    this.call.on('data', (m: CoordinatorMessage__Output) => {
+      this.received.push(m);
+      const i = this.waiters.findIndex((w) => w.pred(m));
+      if (i >= 0) {
+        const [w] = this.waiters.splice(i, 1);
+        w?.resolve(m);
+      } else {
+        this.queue.push(m);
+      }
+    });
+    this.status = new Promise((resolve) => {
+      this.call.on('status', resolve);
+    });
+    this.call.on('error', () => undefined);
+  }
+
+  send(msg: AgentMessage): void {
+    this.call.write(msg);
+  }
+
+  /** The next message matching pred (default: any), received or yet to come. */
+  next(pred: Pred = () => true, timeoutMs = 5000): Promise<CoordinatorMessage__Output> {
+    const i = this.queue.findIndex(pred);
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0] as CoordinatorMessage__Output);
+    return new Promise((resolve, reject) => {
+      const waiter = { pred, resolve: (m: CoordinatorMessage__Output) => { clearTimeout(timer); resolve(m); } };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`${this.nodeId}: no matching message within ${timeoutMs} ms; received so far: ${JSON.stringify(this.received.map((m) => m.msg))}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Messages received and not yet taken by next(). */
+  pending(): CoordinatorMessage__Output[] {
+    return [...this.queue];
+  }
+
+  async register(opts: { gpus?: number; attempts?: AttemptStatus[]; labels?: Record<string, string>; lastEventId?: number } = {}): Promise<CoordinatorMessage__Output> {
+    this.send({
+      register: {
+        nodeId: this.nodeId,
+        agentVersion: '0.1.0-test',
+        protocolVersion: 1,
+        inventory: inventory(this.nodeId, opts.gpus ?? 4),
+        labels: opts.labels ?? { zone: 'test-a' },
+        attempts: opts.attempts ?? [],
+        lastEventId: opts.lastEventId ?? 0,
+      },
+    });
+    const m = await this.next((x) => x.msg === 'registered' || x.msg === 'error');
+    if (m.msg !== 'registered') throw new Error(`register refused: ${JSON.stringify(m)}`);
+    this.nextEventId = Math.max(this.nextEventId, Number(m.registered?.ackedEventId ?? 0) + 1);
+    return m;
+  }
+
+  /** Waits for the next startJob command and acknowledges it (accepted unless refused). */
+  async takeStart(ack: { accepted: boolean; code?: string; message?: string } | null = { accepted: true }): Promise<{ commandId: string; jobId: string; attempt: number; spec: unknown }> {
+    const m = await this.next((x) => x.command?.body === 'startJob');
+    const cmd = m.command;
+    const start = cmd?.startJob;
+    if (!cmd || !start) throw new Error('not a start command');
+    if (ack) {
+      this.send({ commandAck: { commandId: cmd.commandId, accepted: ack.accepted, ...(ack.accepted ? {} : { error: { code: ack.code ?? '', message: ack.message ?? '' } }) } });
+    }
+    return { commandId: cmd.commandId, jobId: start.jobId, attempt: start.attempt, spec: start.spec };
+  }
+
+  /** Sends an event with the next event id (or the given one) and waits for its ack. */
+  async event(jobId: string, attempt: number, body: Omit<NonNullable<AgentMessage['event']>, 'eventId' | 'timeMs' | 'jobId' | 'attempt'>, eventId?: number): Promise<number> {
+    const id = eventId ?? this.nextEventId++;
+    this.send({ event: { eventId: id, timeMs: Date.now(), jobId, attempt, ...body } });
+    const ack = await this.next((x) => x.msg === 'eventAck');
+    return Number(ack.eventAck?.upToEventId ?? 0);
+  }
+
+  running(jobId: string, attempt: number, gpuUuids: string[]): Promise<number> {
+    return this.event(jobId, attempt, { stateChanged: { state: 'ATTEMPT_STATE_RUNNING', gpuUuids, containerId: `c-${jobId}` } });
+  }
+
+  exited(jobId: string, attempt: number, state: 'ATTEMPT_STATE_SUCCEEDED' | 'ATTEMPT_STATE_FAILED' | 'ATTEMPT_STATE_CANCELLED', exitCode: number): Promise<number> {
+    return this.event(jobId, attempt, { exited: { state, exitCode } });
+  }
+
+  logs(jobId: string, attempt: number, lines: { stream?: string; text: string }[], eventId?: number): Promise<number> {
+    return this.event(jobId, attempt, { logs: { lines: lines.map((l) => ({ timeMs: Date.now(), stream: l.stream ?? 'stdout', text: l.text })) } }, eventId);
+  }
+
+  heartbeat(): Promise<CoordinatorMessage__Output> {
+    this.send({ heartbeat: { sentAtMs: Date.now(), runningAttempts: 0 } });
+    return this.next((x) => x.msg === 'heartbeatAck');
+  }
+
+  /** Half-closes the stream, as an agent that shuts down cleanly does. */
+  async close(): Promise<void> {
+    this.call.end();
+    await Promise.race([this.status, new Promise((r) => setTimeout(r, 2000))]);
+    this.client.close();
+  }
+
+  /** Drops the connection without a goodbye. */
+  kill(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
+/** A clock that moves only when the test says so. */
+export class FakeClock implements Clock {
+  private nowMs: number;
+  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
+
+  constructor(start = 1_700_000_000_000) {
+    this.nowMs = start;
+  }
+
+  now(): number {
+    return this.nowMs;
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const t = { at: this.nowMs + ms, fn, cancelled: false };
+    this.timers.push(t);
+    return { cancel: () => { t.cancelled = true; } };
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.setTimeout(resolve, ms));
+  }
+
+  /** Moves time forward, firing due timers in order (including ones they set). */
+  advance(ms: number): void {
+    const end = this.nowMs + ms;
+    for (;;) {
+      const due = this.timers.filter((t) => !t.cancelled && t.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((t) => t !== due);
+      this.nowMs = Math.max(this.nowMs, due.at);
+      due.fn();
+    }
+    this.nowMs = end;
+  }
+}
+
+/** Polls until check returns a value that is not undefined/false. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms${last instanceof Error ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
