@@ -3,6 +3,11 @@ import { Command, CommanderError } from 'commander';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
 import { registerAgent } from './commands/agent.ts';
 import { registerVersion } from './commands/version.ts';
+import { registerCoordinator } from './commands/coordinator.ts';
+import { registerSubmit } from './commands/submit.ts';
+import { registerStatus } from './commands/status.ts';
+import { registerLogs } from './commands/logs.ts';
+import { registerCancel } from './commands/cancel.ts';
 
 export function buildProgram(): Command {
   const program = new Command('stevedore')
@@ -11,6 +16,11 @@ export function buildProgram(): Command {
     .exitOverride();
   registerAgent(program);
   registerVersion(program);
+  registerCoordinator(program);
+  registerSubmit(program);
+  registerStatus(program);
+  registerLogs(program);
+  registerCancel(program);
   return program;
 }
 

@@ -152,3 +152,15 @@ function fallbackCode(code: grpc.status | undefined): ErrorCode {
     default: return 'INTERNAL';
   }
 }
+
+/** Opens a client for the address given (flag, env or default), runs fn, closes it. */
+export async function withControlClient<T>(flag: string | undefined, fn: (client: ControlClient) => Promise<T>): Promise<T> {
+  const client = new ControlClient({ address: coordinatorAddress(flag) });
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+export const COORDINATOR_OPTION_HELP = `coordinator address host:port (default: $${COORDINATOR_ENV} or ${DEFAULT_COORDINATOR_ADDRESS})`;

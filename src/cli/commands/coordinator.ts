@@ -1,0 +1,66 @@
+// `stevedore coordinator`: runs the reference coordinator until SIGTERM/SIGINT.
+import type { Command } from 'commander';
+import { Coordinator } from '../../coordinator/coordinator.ts';
+import { createLogger } from '../../util/logger.ts';
+import { StevedoreError } from '../../util/errors.ts';
+import { printJson } from '../output.ts';
+
+interface CoordinatorFlags {
+  listen: string;
+  db: string;
+  leaseSeconds: string;
+  heartbeatSeconds: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  json?: boolean;
+}
+
+function seconds(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new StevedoreError('CONFIG_INVALID', `--${flag} must be a positive number of seconds, not "${value}"`);
+  return Math.round(n * 1000);
+}
+
+export function registerCoordinator(program: Command): void {
+  program
+    .command('coordinator')
+    .description('run the reference coordinator: the agents connect to it, operators submit jobs to it')
+    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7443')
+    .option('--db <file>', 'SQLite database holding the state', '/var/lib/stevedore/coordinator.db')
+    .option('--lease-seconds <n>', 'a node silent for this long is lost', '30')
+    .option('--heartbeat-seconds <n>', 'how often agents send heartbeats', '5')
+    .option('--tls-ca <file>', 'CA bundle for client certificates (TLS with client certificates)')
+    .option('--tls-cert <file>', 'certificate chain of the coordinator')
+    .option('--tls-key <file>', 'private key of the coordinator')
+    .option('--json', 'print JSON')
+    .action(async (flags: CoordinatorFlags) => {
+      const tlsFlags = [flags.tlsCa, flags.tlsCert, flags.tlsKey].filter((f) => f !== undefined).length;
+      if (tlsFlags !== 0 && tlsFlags !== 3) {
+        throw new StevedoreError('CONFIG_INVALID', 'TLS needs all of --tls-ca, --tls-cert and --tls-key, or none of them');
+      }
+      const logger = createLogger({ name: 'stevedore-coordinator' });
+      const coordinator = new Coordinator({
+        listen: flags.listen,
+        dbPath: flags.db,
+        leaseMs: seconds('lease-seconds', flags.leaseSeconds),
+        heartbeatIntervalMs: seconds('heartbeat-seconds', flags.heartbeatSeconds),
+        logger,
+        ...(flags.tlsCa && flags.tlsCert && flags.tlsKey ? { tls: { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey } } : {}),
+      });
+      const { address } = await coordinator.start();
+      if (flags.json) printJson({ address, db: flags.db });
+      else process.stdout.write(`stevedore coordinator listening on ${address} (state in ${flags.db})\n`);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        const onSignal = (sig: NodeJS.Signals): void => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          resolve(sig);
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      logger.info({ signal }, 'shutting down');
+      await coordinator.close();
+    });
+}

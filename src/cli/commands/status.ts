@@ -1,0 +1,136 @@
+// `stevedore status [JOB]`: nodes and jobs as the coordinator sees them, or one
+// job with its attempts. `--agent` asks the agent on this host instead.
+import type { Command } from 'commander';
+import { COORDINATOR_OPTION_HELP, withControlClient } from '../../client/control-client.ts';
+import type { JobInfo, NodeInfo } from '../../client/control-client.ts';
+import { formatTable, printJson } from '../output.ts';
+
+const ACTIVE_JOB_STATES = new Set(['scheduled', 'running', 'cancelling']);
+
+/** An attempt state as people read it: "running"; an attempt not yet accepted is "scheduled". */
+export function attemptStateLabel(state: string): string {
+  if (state === 'ATTEMPT_STATE_UNSPECIFIED') return 'scheduled';
+  return state.replace('ATTEMPT_STATE_', '').toLowerCase();
+}
+
+/** A duration as a short age: 42s, 5m, 3h, 2d. */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+function currentAttempt(job: JobInfo): JobInfo['attempts'][number] | undefined {
+  return job.attempts[job.attempts.length - 1];
+}
+
+/** GPUs in use on each node: by active jobs (their GPUs, or their request until known). */
+function usedGpus(jobs: JobInfo[]): Map<string, number> {
+  const used = new Map<string, number>();
+  for (const job of jobs) {
+    const a = currentAttempt(job);
+    if (!a || !ACTIVE_JOB_STATES.has(job.state)) continue;
+    const n = a.gpuUuids.length > 0 ? a.gpuUuids.length : (job.spec?.resources?.gpus ?? 0);
+    used.set(a.nodeId, (used.get(a.nodeId) ?? 0) + n);
+  }
+  return used;
+}
+
+export function formatOverview(nodes: NodeInfo[], jobs: JobInfo[], now: number): string {
+  const used = usedGpus(jobs);
+  const nodeTable = nodes.length === 0
+    ? 'no nodes have registered yet'
+    : formatTable(
+      ['NODE', 'STATE', 'GPUS FREE/TOTAL', 'LABELS', 'LAST SEEN'],
+      nodes.map((n) => {
+        const total = n.inventory?.gpus.length ?? 0;
+        return [
+          n.nodeId,
+          n.state,
+          `${Math.max(0, total - (used.get(n.nodeId) ?? 0))}/${total}`,
+          Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+          n.lastSeenMs ? `${formatAge(now - n.lastSeenMs)} ago` : '-',
+        ];
+      }),
+    );
+  const jobTable = jobs.length === 0
+    ? 'no jobs yet: submit one with `stevedore submit SPEC.yaml`'
+    : formatTable(
+      ['JOB', 'STATE', 'NODE', 'ATTEMPT', 'GPUS', 'AGE', 'MESSAGE'],
+      jobs.map((j) => {
+        const a = currentAttempt(j);
+        return [j.jobId, j.state, a?.nodeId ?? '-', a ? String(a.attempt) : '-', String(j.spec?.resources?.gpus ?? 0), formatAge(now - j.createdMs), j.message];
+      }),
+    );
+  return `${nodeTable}\n\n${jobTable}\n`;
+}
+
+export function formatJob(job: JobInfo, now: number): string {
+  const spec = job.spec;
+  const lines = [
+    `job:      ${job.jobId}`,
+    `state:    ${job.state}`,
+    `message:  ${job.message || '-'}`,
+    `image:    ${spec?.image ?? '-'}`,
+    `command:  ${spec?.command.length ? spec.command.join(' ') : '(image default)'}`,
+    `gpus:     ${spec?.resources?.gpus ?? 0}`,
+    `created:  ${new Date(job.createdMs).toISOString()} (${formatAge(now - job.createdMs)} ago)`,
+    `updated:  ${new Date(job.updatedMs).toISOString()} (${formatAge(now - job.updatedMs)} ago)`,
+    '',
+  ];
+  if (job.attempts.length === 0) {
+    lines.push('attempts: none yet');
+  } else {
+    lines.push('attempts:');
+    lines.push(formatTable(
+      ['ATTEMPT', 'NODE', 'STATE', 'GPUS', 'EXIT', 'STARTED', 'ENDED', 'MESSAGE'],
+      job.attempts.map((a) => [
+        String(a.attempt),
+        a.nodeId,
+        attemptStateLabel(a.state),
+        a.gpuUuids.join(',') || '-',
+        a.hasExitCode ? String(a.exitCode) : '-',
+        a.startedMs ? `${formatAge(now - a.startedMs)} ago` : '-',
+        a.endedMs ? `${formatAge(now - a.endedMs)} ago` : '-',
+        a.message || '-',
+      ]),
+    ));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+interface StatusFlags {
+  coordinator?: string;
+  json?: boolean;
+  agent?: string | true;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('show nodes and jobs, or one job and its attempts')
+    .argument('[job]', 'job id')
+    .option('--coordinator <host:port>', COORDINATOR_OPTION_HELP)
+    .option('--agent [socket]', "ask the agent on this host (its local socket) instead of the coordinator")
+    .option('--json', 'print JSON')
+    .action(async (jobId: string | undefined, flags: StatusFlags) => {
+      if (flags.agent !== undefined) {
+        const socket = flags.agent;
+        await import('./agent-status.ts').then((m) => m.printAgentStatus(socket, Boolean(flags.json)));
+        return;
+      }
+      await withControlClient(flags.coordinator, async (client) => {
+        if (jobId !== undefined) {
+          const job = await client.getJob(jobId);
+          if (flags.json) printJson(job);
+          else process.stdout.write(formatJob(job, Date.now()));
+          return;
+        }
+        const [nodes, jobs] = await Promise.all([client.listNodes(), client.listJobs()]);
+        if (flags.json) printJson({ nodes, jobs });
+        else process.stdout.write(formatOverview(nodes, jobs, Date.now()));
+      });
+    });
+}
