@@ -1,0 +1,50 @@
+// Runs the real `stevedore` executable as a child process, for CLI tests.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const BIN = path.join(REPO_ROOT, 'bin', 'stevedore.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunningCli {
+  child: ChildProcess;
+  result: Promise<CliResult>;
+  /** Output so far. */
+  stdout(): string;
+}
+
+export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const result = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  return { child, result, stdout: () => stdout };
+}
+
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return startCli(args, env).result;
+}
+
+/** An in-process coordinator on loopback with a temp database, closed at teardown. */
+export async function startTestCoordinator(t: { testdir: () => string; teardown: (fn: () => unknown) => void }): Promise<{ address: string; env: Record<string, string> }> {
+  const { Coordinator } = await import('../../src/coordinator/coordinator.ts');
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dbPath: path.join(t.testdir(), 'coordinator.db') });
+  const { address } = await coordinator.start();
+  t.teardown(() => coordinator.close());
+  return { address, env: { STEVEDORE_COORDINATOR: address } };
+}
