@@ -1,0 +1,335 @@
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadAgentConfig, DEFAULT_CONFIG_FILE, type AgentConfig } from '../../src/agent/agent-config.ts';
+import { StevedoreError } from '../../src/util/errors.ts';
+
+function errorOf(fn: () => unknown): StevedoreError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof StevedoreError) return err;
+    throw err;
+  }
+  throw new Error('expected an error');
+}
+
+void t.test('defaults when there is no file, no environment and no flags', (t) => {
+  const dir = t.testdir();
+  const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} });
+  t.same(config, {
+    coordinator: { address: '127.0.0.1:7443', tls: undefined },
+    nodeName: os.hostname(),
+    stateDir: '/var/lib/stevedore',
+    workRoot: '/var/lib/stevedore/jobs',
+    socketPath: '/run/stevedore/agent.sock',
+    socketGroup: undefined,
+    dockerHost: 'unix:///var/run/docker.sock',
+    nvidiaSmiPath: 'nvidia-smi',
+    labels: {},
+    registries: [],
+    pullInactivityTimeoutSeconds: 120,
+    reconnect: { initialMs: 500, maxMs: 30000 },
+    shutdownTimeoutSeconds: 10,
+    logLevel: 'info',
+  } satisfies AgentConfig);
+  t.equal(DEFAULT_CONFIG_FILE, '/etc/stevedore/agent.yaml');
+  t.end();
+});
+
+void t.test('a file named with --config must exist', (t) => {
+  const file = path.join(t.testdir(), 'missing.yaml');
+  const err = errorOf(() => loadAgentConfig({ file, fileIsExplicit: true, env: {} }));
+  t.equal(err.code, 'CONFIG_UNREADABLE');
+  t.match(err.message, `cannot read the agent configuration ${file} (ENOENT): check the path given to --config`);
+  t.end();
+});
+
+void t.test('a directory given as the file is CONFIG_UNREADABLE', (t) => {
+  const dir = t.testdir({ 'agent.yaml': {} });
+  t.throws(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} }), { code: 'CONFIG_UNREADABLE', message: /EISDIR/ });
+  t.end();
+});
+
+void t.test('every field from the file; relative paths resolved against the current directory', (t) => {
+  const dir = t.testdir({
+    pki: { 'ca.pem': 'ca', 'agent.pem': 'cert', 'agent-key.pem': 'key' },
+    'agent.yaml': `
+coordinator:
+  address: coordinator.example.com:7443
+  tls:
+    ca: pki/ca.pem
+    cert: pki/agent.pem
+    key: pki/agent-key.pem
+nodeName: gpu-node-17
+stateDir: state
+workRoot: /mnt/nvme/stevedore
+socketPath: /run/stevedore-test/agent.sock
+socketGroup: stevedore
+dockerHost: tcp://127.0.0.1:2375
+nvidiaSmiPath: bin/nvidia-smi
+labels:
+  zone: us-east-1a
+  instance-type: p4d.24xlarge
+  spot: true
+  topology.example.com/rack: 7
+registries:
+  - server: registry.example.com
+    username: robot
+    password: s3cret
+pullInactivityTimeoutSeconds: 300
+reconnect: { initialMs: 250, maxMs: 10000 }
+shutdownTimeoutSeconds: 30
+logLevel: debug
+`,
+  });
+  const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {}, cwd: dir });
+  t.same(config, {
+    coordinator: {
+      address: 'coordinator.example.com:7443',
+      tls: { ca: path.join(dir, 'pki/ca.pem'), cert: path.join(dir, 'pki/agent.pem'), key: path.join(dir, 'pki/agent-key.pem') },
+    },
+    nodeName: 'gpu-node-17',
+    stateDir: path.join(dir, 'state'),
+    workRoot: '/mnt/nvme/stevedore',
+    socketPath: '/run/stevedore-test/agent.sock',
+    socketGroup: 'stevedore',
+    dockerHost: 'tcp://127.0.0.1:2375',
+    nvidiaSmiPath: path.join(dir, 'bin/nvidia-smi'),
+    labels: { zone: 'us-east-1a', 'instance-type': 'p4d.24xlarge', spot: 'true', 'topology.example.com/rack': '7' },
+    registries: [{ server: 'registry.example.com', username: 'robot', password: 's3cret' }],
+    pullInactivityTimeoutSeconds: 300,
+    reconnect: { initialMs: 250, maxMs: 10000 },
+    shutdownTimeoutSeconds: 30,
+    logLevel: 'debug',
+  } satisfies AgentConfig);
+  t.end();
+});
+
+void t.test('flags beat the environment, which beats the file', (t) => {
+  const dir = t.testdir({
+    'agent.yaml': `
+coordinator: { address: file.example.com:1 }
+stateDir: /srv/file-state
+workRoot: /srv/file-jobs
+socketPath: /srv/file.sock
+nodeName: file-name
+nvidiaSmiPath: /srv/file-smi
+dockerHost: unix:///srv/file-docker.sock
+logLevel: error
+labels: { zone: file-zone, rack: r1 }
+`,
+  });
+  const file = path.join(dir, 'agent.yaml');
+  const env = {
+    STEVEDORE_COORDINATOR: 'env.example.com:2',
+    STEVEDORE_STATE_DIR: '/srv/env-state',
+    STEVEDORE_WORK_ROOT: '/srv/env-jobs',
+    STEVEDORE_SOCKET: '/srv/env.sock',
+    STEVEDORE_NODE_NAME: 'env-name',
+    STEVEDORE_NVIDIA_SMI: '/srv/env-smi',
+    STEVEDORE_LOG_LEVEL: 'warn',
+    STEVEDORE_LABELS: 'zone=env-zone, spot=true',
+    DOCKER_HOST: 'unix:///srv/env-docker.sock',
+  };
+  const fromEnv = loadAgentConfig({ file, env });
+  t.match(fromEnv, {
+    coordinator: { address: 'env.example.com:2' },
+    stateDir: '/srv/env-state',
+    workRoot: '/srv/env-jobs',
+    socketPath: '/srv/env.sock',
+    nodeName: 'env-name',
+    nvidiaSmiPath: '/srv/env-smi',
+    dockerHost: 'unix:///srv/env-docker.sock',
+    logLevel: 'warn',
+  });
+  t.same(fromEnv.labels, { zone: 'env-zone', rack: 'r1', spot: 'true' }, 'labels merge key by key');
+
+  const fromFlags = loadAgentConfig({
+    file,
+    env,
+    flags: {
+      coordinator: 'flag.example.com:3',
+      stateDir: '/srv/flag-state',
+      workRoot: '/srv/flag-jobs',
+      socket: '/srv/flag.sock',
+      nodeName: 'flag-name',
+      nvidiaSmi: '/srv/flag-smi',
+      dockerHost: 'unix:///srv/flag-docker.sock',
+      logLevel: 'trace',
+      labels: ['zone=flag-zone', 'pool=a'],
+    },
+  });
+  t.match(fromFlags, {
+    coordinator: { address: 'flag.example.com:3' },
+    stateDir: '/srv/flag-state',
+    workRoot: '/srv/flag-jobs',
+    socketPath: '/srv/flag.sock',
+    nodeName: 'flag-name',
+    nvidiaSmiPath: '/srv/flag-smi',
+    dockerHost: 'unix:///srv/flag-docker.sock',
+    logLevel: 'trace',
+  });
+  t.same(fromFlags.labels, { zone: 'flag-zone', rack: 'r1', spot: 'true', pool: 'a' });
+  t.end();
+});
+
+void t.test('a socket path too long for a unix socket is refused before the agent tries to listen', (t) => {
+  const long = `/run/${'s'.repeat(110)}/agent.sock`;
+  t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { socket: long } }), {
+    message: /socketPath: .* is 126 bytes long; unix socket paths are limited to 107 bytes: choose a shorter path \(set by --socket\)/,
+  });
+  t.equal(loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { socket: 'agent.sock' }, cwd: '/srv' }).socketPath, '/srv/agent.sock', 'relative to the current directory');
+  t.end();
+});
+
+void t.test('the work root follows the state directory unless set', (t) => {
+  const config = loadAgentConfig({ file: path.join(t.testdir(), 'none.yaml'), env: { STEVEDORE_STATE_DIR: '/data/stevedore' } });
+  t.equal(config.workRoot, '/data/stevedore/jobs');
+  t.end();
+});
+
+void t.test('DOCKER_HOST is used when nothing else names the engine', (t) => {
+  const config = loadAgentConfig({ file: path.join(t.testdir(), 'none.yaml'), env: { DOCKER_HOST: 'unix:///run/user/1000/docker.sock' } });
+  t.equal(config.dockerHost, 'unix:///run/user/1000/docker.sock');
+  t.end();
+});
+
+void t.test('a bare nvidia-smi name stays a PATH lookup', (t) => {
+  const config = loadAgentConfig({ file: path.join(t.testdir(), 'none.yaml'), env: { STEVEDORE_NVIDIA_SMI: 'nvidia-smi-535' } });
+  t.equal(config.nvidiaSmiPath, 'nvidia-smi-535');
+  t.end();
+});
+
+void t.test('an address without a port names the field and the fix, and where it was set', (t) => {
+  const err = errorOf(() => loadAgentConfig({ file: path.join(t.testdir(), 'none.yaml'), env: { STEVEDORE_COORDINATOR: 'localhost' } }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, 'coordinator.address: "localhost" has no port; write host:port such as coordinator.example.com:7443 (set by STEVEDORE_COORDINATOR)');
+  t.end();
+});
+
+void t.test('addresses', (t) => {
+  const load = (address: string): AgentConfig => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { coordinator: address } });
+  t.equal(load('10.0.0.5:7443').coordinator.address, '10.0.0.5:7443');
+  t.equal(load('[2001:db8::1]:7443').coordinator.address, '[2001:db8::1]:7443');
+  t.throws(() => load('https://coord.example.com:7443'), { message: /is a URL; write host:port .* without a scheme \(set by --coordinator\)/ });
+  t.throws(() => load('coord.example.com:99999'), { message: /port 99999 is out of range/ });
+  t.throws(() => load('coord example:1'), { message: /is not host:port/ });
+  t.end();
+});
+
+void t.test('unknown fields are errors that name them (typos)', (t) => {
+  const dir = t.testdir({ 'agent.yaml': 'stateDirectory: /srv/x\ncoordinator:\n  adress: a:1\n' });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, 'top level: unknown field "stateDirectory": check the spelling');
+  t.match(err.message, 'coordinator: unknown field "adress"');
+  t.end();
+});
+
+void t.test('all problems are listed together', (t) => {
+  const dir = t.testdir({
+    'agent.yaml': `
+coordinator: { address: nowhere, tls: { ca: ca.pem } }
+workRoot: /
+logLevel: loud
+reconnect: { maxMs: 100 }
+shutdownTimeoutSeconds: "10"
+labels: { Zone: a }
+dockerHost: /var/run/docker.sock
+`,
+  });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: { STEVEDORE_LABELS: 'spot' }, cwd: dir }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  const lines = err.message.split('\n');
+  t.match(lines[0], `invalid agent configuration (file ${path.join(dir, 'agent.yaml')}, environment and flags):`);
+  for (const expected of [
+    'coordinator.address: "nowhere" has no port',
+    'coordinator.tls: needs ca, cert and key (PEM files); cert and key are missing',
+    `coordinator.tls.ca: cannot read ${path.join(dir, 'ca.pem')} (ENOENT): check the path`,
+    "workRoot: must not be /: every job's directory would sit at the root of the host",
+    'logLevel: must be one of fatal, error, warn, info, debug, trace, silent',
+    'reconnect.maxMs: 100 is below reconnect.initialMs (500)',
+    'shutdownTimeoutSeconds: must be a number of seconds',
+    'labels.Zone: label keys are lower-case letters',
+    'labels: "spot" from STEVEDORE_LABELS is not key=value; write for example zone=us-east-1a,spot=true',
+    'dockerHost: "/var/run/docker.sock" is not a Docker Engine address',
+  ]) {
+    t.ok(lines.some((l) => l.includes(expected)), expected);
+  }
+  t.equal(lines.length, 11, 'one line per problem under the heading');
+  t.end();
+});
+
+void t.test('the work root must not be a system directory', (t) => {
+  const load = (workRoot: string): AgentConfig => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { workRoot } });
+  for (const bad of ['/usr/local/jobs', '/etc', '/var/lib/docker/volumes', '/boot/x', '/proc/1', '/var', '/home', '/tmp']) {
+    t.throws(() => load(bad), { code: 'CONFIG_INVALID', message: /workRoot: .*choose a directory of its own/ }, bad);
+  }
+  t.throws(() => load('/srv/jobs/../../usr'), { message: /\/usr is inside the system directory \/usr/ }, 'after resolving ..');
+  t.equal(load('/mnt/nvme/jobs').workRoot, '/mnt/nvme/jobs');
+  t.equal(load('/home/train/jobs').workRoot, '/home/train/jobs');
+  t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { stateDir: '/srv/s', workRoot: '/srv/s' } }), {
+    message: /workRoot: must not be the state directory itself/,
+  });
+  t.end();
+});
+
+void t.test('registry entries need server, username and password; passwords never show in errors', (t) => {
+  const dir = t.testdir({
+    'entries.yaml': `
+registries:
+  - server: ghcr.io
+    pasword: hunter2-typo
+  - server: ""
+    username: robot
+    password: hunter2-empty-server
+  - { server: r.example.com, username: robot, password: 12345678 }
+`,
+    'syntax.yaml': 'registries:\n  - server: ghcr.io\n    username: robot\n    password: hunter2: broken\n',
+  });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'entries.yaml'), env: {} }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, 'registries[0].username: is required');
+  t.match(err.message, 'registries[0].password: is required');
+  t.match(err.message, 'registries[0]: unknown field "pasword"');
+  t.match(err.message, 'registries[1].server: must name the registry');
+  t.match(err.message, 'registries[2].password: must be a text value');
+  t.notMatch(err.message, /hunter2|12345678/);
+
+  const syntax = errorOf(() => loadAgentConfig({ file: path.join(dir, 'syntax.yaml'), env: {} }));
+  t.equal(syntax.code, 'CONFIG_INVALID');
+  t.match(syntax.message, /syntax.yaml is not valid YAML: .*line 4/);
+  t.notMatch(syntax.message, /hunter2/);
+  t.end();
+});
+
+void t.test('TLS needs all three files, readable', (t) => {
+  const dir = t.testdir({ 'ca.pem': 'x', 'cert.pem': 'x', keys: {} });
+  const write = (yaml: string): string => {
+    const file = path.join(dir, `agent-${Math.random().toString(36).slice(2)}.yaml`);
+    fs.writeFileSync(file, yaml);
+    return file;
+  };
+  t.throws(() => loadAgentConfig({ file: write('coordinator: { tls: { ca: ca.pem, cert: cert.pem } }'), env: {}, cwd: dir }), {
+    message: /coordinator.tls: needs ca, cert and key \(PEM files\); key is missing/,
+  });
+  t.throws(() => loadAgentConfig({ file: write('coordinator: { tls: { ca: ca.pem, cert: cert.pem, key: keys } }'), env: {}, cwd: dir }), {
+    message: /coordinator.tls.key: .*keys is not a file/,
+  });
+  t.end();
+});
+
+void t.test('an empty file means defaults; a file that is not a mapping is an error', (t) => {
+  const dir = t.testdir({ 'empty.yaml': '# nothing yet\n', 'list.yaml': '- a\n- b\n' });
+  t.equal(loadAgentConfig({ file: path.join(dir, 'empty.yaml'), env: {} }).stateDir, '/var/lib/stevedore');
+  t.throws(() => loadAgentConfig({ file: path.join(dir, 'list.yaml'), env: {} }), { code: 'CONFIG_INVALID', message: /must be a mapping of fields/ });
+  t.end();
+});
+
+void t.test('label values of other types become text; bad label flags are reported', (t) => {
+  t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { labels: ['=x'] } }), { message: /"=x" from --label is not key=value/ });
+  t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { labels: ['rack=a\tb'] } }), { message: /labels.rack: label values are at most 253 characters, without control characters/ });
+  t.end();
+});
