@@ -5,7 +5,7 @@
 // whose message carries the engine's own words and what to do about them.
 import Docker from 'dockerode';
 import { systemClock } from '../util/clock.ts';
-import type { Clock } from '../util/clock.ts';
+import type { Clock, Timer } from '../util/clock.ts';
 import { StevedoreError, messageOf } from '../util/errors.ts';
 import type { ErrorCode } from '../util/errors.ts';
 import type {
@@ -174,9 +174,9 @@ export class DockerEngine implements ContainerEngine {
     const onAbort = (): void => controller.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     let stalled = false;
-    let timer = this.clock.setTimeout(() => undefined, 0);
+    let timer: Timer | undefined;
     const arm = (): void => {
-      timer.cancel();
+      timer?.cancel();
       timer = this.clock.setTimeout(() => {
         stalled = true;
         controller.abort(new Error('pull stalled'));
@@ -224,7 +224,7 @@ export class DockerEngine implements ContainerEngine {
         throw new StevedoreError(code, `pulling ${image} failed: ${failure}; ${pullAdvice(code, failure)}`);
       }
     } finally {
-      timer.cancel();
+      timer?.cancel();
       opts.signal?.removeEventListener('abort', onAbort);
     }
   }
