@@ -1,0 +1,51 @@
+import t from 'tap';
+import { ControlClient } from '../../../src/client/control-client.ts';
+import { runCli, startTestCoordinator } from '../../client/run-cli.ts';
+import { FakeAgent, spec } from '../../coordinator/fake-agent.ts';
+
+void t.test('status shows nodes and jobs, human and JSON; status JOB shows the attempts', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const agent = new FakeAgent(address, 'node-a');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    agent.kill();
+    client.close();
+  });
+  await agent.register({ gpus: 4, labels: { zone: 'eu-1' } });
+  const running = await client.submitJob(spec('train', 2));
+  const start = await agent.takeStart();
+  await agent.running(start.jobId, 1, ['GPU-node-a-0', 'GPU-node-a-1']);
+  const waiting = await client.submitJob(spec('big', 4));
+
+  const human = await runCli(['status'], env);
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /NODE\s+STATE\s+GPUS FREE\/TOTAL\s+LABELS\s+LAST SEEN/);
+  t.match(human.stdout, /node-a\s+online\s+2\/4\s+zone=eu-1\s+\d+s ago/);
+  t.match(human.stdout, /JOB\s+STATE\s+NODE\s+ATTEMPT\s+GPUS\s+AGE\s+MESSAGE/);
+  t.match(human.stdout, new RegExp(`${running.jobId}\\s+running\\s+node-a\\s+1\\s+2\\s+\\d+s\\s+running on node-a`));
+  t.match(human.stdout, new RegExp(`${waiting.jobId}\\s+queued\\s+-\\s+-\\s+4\\s+\\d+s\\s+waiting for 4 free GPUs; free now: node-a 2`));
+  t.ok(human.stdout.indexOf(waiting.jobId) < human.stdout.indexOf(running.jobId), 'newest job first');
+
+  const json = await runCli(['status', '--json'], env);
+  const parsed = JSON.parse(json.stdout) as { nodes: unknown[]; jobs: unknown[] };
+  t.match(parsed.nodes, [{ nodeId: 'node-a', state: 'online', allocatedGpuUuids: ['GPU-node-a-0', 'GPU-node-a-1'] }]);
+  t.equal(parsed.jobs.length, 2);
+
+  await agent.exited(start.jobId, 1, 'ATTEMPT_STATE_FAILED', 137);
+  const one = await runCli(['status', running.jobId], env);
+  t.equal(one.code, 0, one.stderr);
+  t.match(one.stdout, `job:      ${running.jobId}\nstate:    failed\nmessage:  exited with code 137`);
+  t.match(one.stdout, /ATTEMPT\s+NODE\s+STATE\s+GPUS\s+EXIT\s+STARTED\s+ENDED\s+MESSAGE/);
+  t.match(one.stdout, /1\s+node-a\s+failed\s+GPU-node-a-0,GPU-node-a-1\s+137\s+\d+s ago\s+\d+s ago\s+exited with code 137/);
+  const oneJson = await runCli(['status', waiting.jobId, '--json'], env);
+  t.match(JSON.parse(oneJson.stdout), { jobId: waiting.jobId, state: 'scheduled', attempts: [{ attempt: 1, nodeId: 'node-a' }] }, 'placed once GPUs were freed');
+});
+
+void t.test('status of an unknown job says how to list jobs', async (t) => {
+  const { env } = await startTestCoordinator(t);
+  const r = await runCli(['status', 'nope'], env);
+  t.equal(r.code, 1);
+  t.equal(r.stderr, 'stevedore: no job nope; `stevedore status` lists jobs [JOB_NOT_FOUND]\n');
+  const empty = await runCli(['status'], env);
+  t.equal(empty.stdout, 'no nodes have registered yet\n\nno jobs yet: submit one with `stevedore submit SPEC.yaml`\n');
+});
