@@ -35,6 +35,7 @@ export interface PlacementPlan {
 export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeCapacity[]): PlacementPlan {
   const free = new Map(nodes.map((n) => [n.nodeId, { ...n }]));
   const plan: PlacementPlan = { placed: [], waiting: [] };
+  const unplaced: PendingJob[] = [];
   for (const job of jobs) {
     let best: NodeCapacity | undefined;
     for (const node of free.values()) {
@@ -53,9 +54,11 @@ export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeC
       best.activeAttempts += 1;
       plan.placed.push({ jobId: job.jobId, nodeId: best.nodeId });
     } else {
-      plan.waiting.push({ jobId: job.jobId, message: waitingMessage(job, [...free.values()]) });
+      unplaced.push(job);
     }
   }
+  // "free now" means after this pass.
+  plan.waiting = unplaced.map((job) => ({ jobId: job.jobId, message: waitingMessage(job, [...free.values()]) }));
   return plan;
 }
 
