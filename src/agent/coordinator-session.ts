@@ -5,7 +5,7 @@
 // exponential backoff; running jobs never notice.
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
-import type { AgentMessage, CoordinatorMessage__Output } from '../proto/load.ts';
+import type { AgentMessage, CoordinatorMessage__Output, EventMessage } from '../proto/load.ts';
 import { v1 } from '../proto/load.ts';
 import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
 import type { Register } from '../gen/stevedore/v1/Register.ts';
@@ -255,7 +255,9 @@ export class CoordinatorSession {
 }
 
 function toWire(event: JournalEvent): NonNullable<AgentMessage['event']> {
-  return { eventId: event.eventId, timeMs: event.timeMs, jobId: event.jobId, attempt: event.attempt, ...event.body };
+  // The journal keeps states as the wire's strings; the agent wrote them from toWireState.
+  const body = event.body as Pick<EventMessage, 'stateChanged' | 'exited' | 'logs'>;
+  return { eventId: event.eventId, timeMs: event.timeMs, jobId: event.jobId, attempt: event.attempt, ...body };
 }
 
 function credentials(tls: CoordinatorSessionOptions['tls']): grpc.ChannelCredentials {

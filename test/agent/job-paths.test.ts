@@ -4,16 +4,17 @@ import path from 'node:path';
 import { JobPaths, checkJobId } from '../../src/agent/job-paths.ts';
 import { throwsCode } from '../helpers/assert.ts';
 
-t.test('mounts are created inside the job directory', async (t) => {
+void t.test('mounts are created inside the job directory', (t) => {
   const dir = t.testdir();
   const paths = new JobPaths(path.join(dir, 'work'), path.join(dir, 'state'));
   const mounts = paths.prepareMounts('job-1', [{ source: 'data/train', target: '/data', readOnly: true }]);
   t.equal(mounts[0]?.hostPath, path.join(dir, 'work', 'job-1', 'data', 'train'));
   t.equal(mounts[0]?.readOnly, true);
   t.ok(existsSync(path.join(dir, 'work', 'job-1', 'data', 'train')));
+  t.end();
 });
 
-t.test('a mount outside the job directory is refused', async (t) => {
+void t.test('a mount outside the job directory is refused', (t) => {
   const dir = t.testdir();
   const paths = new JobPaths(path.join(dir, 'work'), path.join(dir, 'state'));
   for (const source of ['/etc', '../other-job', 'data/../../x']) {
@@ -23,11 +24,13 @@ t.test('a mount outside the job directory is refused', async (t) => {
   mkdirSync(path.join(dir, 'work', 'job-1'), { recursive: true });
   symlinkSync('/etc', path.join(dir, 'work', 'job-1', 'escape'));
   throwsCode(t, () => paths.prepareMounts('job-1', [{ source: 'escape', target: '/x', readOnly: false }]), 'MOUNT_OUTSIDE_JOB_DIR', /symbolic link/);
+  t.end();
 });
 
-t.test('job ids that could escape a path are refused', async (t) => {
+void t.test('job ids that could escape a path are refused', (t) => {
   for (const bad of ['..', 'a/b', '', 'A', 'x..y', `${'a'.repeat(200)}`]) {
     throwsCode(t, () => checkJobId(bad), 'SPEC_INVALID', /not valid/, JSON.stringify(bad));
   }
   t.doesNotThrow(() => checkJobId('train-demo-3f2a1c'));
+  t.end();
 });

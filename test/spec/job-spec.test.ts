@@ -3,7 +3,7 @@ import { fromSpecMessage, parseJobSpec, validateJobSpec, MAX_SPEC_BYTES } from '
 import { throwsCode } from '../helpers/assert.ts';
 
 
-t.test('a YAML spec with defaults filled in', async (t) => {
+void t.test('a YAML spec with defaults filled in', (t) => {
   const spec = parseJobSpec(`
 name: llama-ft
 image: registry.example.com/team/trainer:1.2
@@ -23,9 +23,10 @@ stopSignal: SIGUSR1
   t.equal(spec.stopGraceSeconds, 30);
   t.equal(spec.pullPolicy, 'if-not-present');
   t.equal(spec.hostIpc, false);
+  t.end();
 });
 
-t.test('errors name the field and the fix', async (t) => {
+void t.test('errors name the field and the fix', (t) => {
   throwsCode(t, () => parseJobSpec('name: x\n'), 'SPEC_INVALID', /image: is required/);
   throwsCode(t, () => parseJobSpec('name: Bad Name\nimage: busybox'), 'SPEC_INVALID', /name: must be 1-63 characters/);
   throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nresources: { gpus: 1.5 }'), 'SPEC_INVALID', /resources\.gpus: must be a whole number/);
@@ -38,12 +39,14 @@ t.test('errors name the field and the fix', async (t) => {
   throwsCode(t, () => parseJobSpec('name: [unclosed'), 'SPEC_INVALID', /not valid YAML or JSON/);
   throwsCode(t, () => parseJobSpec('- a\n- b'), 'SPEC_INVALID', /expected a mapping/);
   throwsCode(t, () => validateJobSpec({ name: 'a', image: 'b', command: ['x'.repeat(MAX_SPEC_BYTES)] }), 'SPEC_INVALID', /the limit is/);
+  t.end();
 });
 
-t.test('a spec from the wire treats proto3 empty values as unset', async (t) => {
+void t.test('a spec from the wire treats proto3 empty values as unset', (t) => {
   const spec = fromSpecMessage({ name: 'a', image: 'busybox', command: [], env: {}, mounts: [], ulimits: [], stopSignal: '', pullPolicy: '', stopGraceSeconds: 5, workingDir: '', hostIpc: false, hostNetwork: false, resources: { gpus: 1, cpus: 0, memoryBytes: 0, shmBytes: 0 } });
   t.equal(spec.stopSignal, 'SIGTERM');
   t.equal(spec.pullPolicy, 'if-not-present');
   t.equal(spec.resources.gpus, 1);
   throwsCode(t, () => fromSpecMessage(null), 'SPEC_INVALID', /no job spec/);
+  t.end();
 });
