@@ -128,7 +128,7 @@ const userSchema = z
     ulimits: z
       .union([
         z.array(z.object({ name: z.enum(ULIMIT_NAMES), soft: ulimitValue, hard: ulimitValue }).strict()),
-        z.record(z.enum(ULIMIT_NAMES), z.union([ulimitValue, z.object({ soft: ulimitValue, hard: ulimitValue }).strict()])).transform((rec) =>
+        z.partialRecord(z.enum(ULIMIT_NAMES), z.union([ulimitValue, z.object({ soft: ulimitValue, hard: ulimitValue }).strict()])).transform((rec) =>
           Object.entries(rec).map(([name, v]) => (typeof v === 'number' ? { name, soft: v, hard: v } : { name, ...v })),
         ),
       ])

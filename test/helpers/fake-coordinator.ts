@@ -44,8 +44,11 @@ export class FakeCoordinator extends EventEmitter {
       this.registrations++;
       call.write({ registered: { sessionId: randomUUID(), heartbeatIntervalMs: 500, leaseMs: 5000, ackedEventId: this.highestEventId } });
     } else if (msg.msg === 'event' && msg.event) {
-      if (msg.event.eventId > this.highestEventId) this.highestEventId = msg.event.eventId;
-      if (this.ackEvents) call.write({ eventAck: { upToEventId: this.highestEventId } });
+      // Without acks it behaves as a coordinator that never stored the events.
+      if (this.ackEvents) {
+        if (msg.event.eventId > this.highestEventId) this.highestEventId = msg.event.eventId;
+        call.write({ eventAck: { upToEventId: this.highestEventId } });
+      }
     } else if (msg.msg === 'heartbeat') {
       call.write({ heartbeatAck: { receivedAtMs: Date.now() } });
     }
