@@ -5,6 +5,7 @@ import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
 import type { Register } from '../gen/stevedore/v1/Register.ts';
 import type { ContainerEngine, ContainerInfo, RegistryAuth } from '../engine/container-engine.ts';
 import { DockerEngine } from '../engine/docker-engine.ts';
+import { timestampKey } from '../engine/log-stream.ts';
 import { PROTOCOL_VERSION, type AgentStatus, type Inventory } from '../proto/load.ts';
 import { fromSpecMessage } from '../spec/job-spec.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -110,12 +111,21 @@ export class Agent {
       if (!jobId || !Number.isInteger(attempt)) continue;
       if (!this.ledger.get(jobId, attempt)) this.ledger.put(recordFromContainer(info, jobId, attempt, this.clock.now()));
     }
+    // What the journal holds beyond the ledger: a crash can fall between the
+    // two writes, and the journal is written first.
     const pendingExits = new Map<string, number>();
+    const pendingCursors = new Map<string, string>();
     for (const event of this.journal.pending()) {
-      if ('exited' in event.body) pendingExits.set(attemptKey(event.jobId, event.attempt), event.eventId);
+      const key = attemptKey(event.jobId, event.attempt);
+      if ('exited' in event.body) pendingExits.set(key, event.eventId);
+      if ('logs' in event.body && event.body.logs.cursor) pendingCursors.set(key, event.body.logs.cursor);
     }
     for (const record of this.ledger.all()) {
       const key = attemptKey(record.jobId, record.attempt);
+      const cursor = pendingCursors.get(key);
+      if (cursor && (!record.logCursor || timestampKey(cursor) > timestampKey(record.logCursor))) {
+        this.ledger.update(record.jobId, record.attempt, { logCursor: cursor });
+      }
       const exitEventId = pendingExits.get(key);
       if (!isTerminal(record.state) && exitEventId !== undefined) {
         // The end was journaled but the ledger write did not happen.
@@ -225,6 +235,7 @@ export class Agent {
         message: 'accepted',
         stopSignal: spec.stopSignal,
         stopGraceSeconds: spec.stopGraceSeconds,
+        logCursor: '',
       });
     } catch (err) {
       this.allocator.release(key);
@@ -341,6 +352,7 @@ function recordFromContainer(info: ContainerInfo, jobId: string, attempt: number
     message: 'rebuilt from the container after the agent lost its record',
     stopSignal: info.labels[LABELS.stopSignal] || 'SIGTERM',
     stopGraceSeconds: Number.isInteger(grace) && grace >= 0 ? grace : 30,
+    logCursor: '',
   };
 }
 

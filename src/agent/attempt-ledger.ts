@@ -31,6 +31,8 @@ export interface AttemptRecord {
   message: string;
   stopSignal: string;
   stopGraceSeconds: number;
+  /** Engine timestamp of the last container log line journaled ('' = none yet). */
+  logCursor: string;
 }
 
 export class AttemptLedger {

@@ -246,7 +246,7 @@ export class AttemptRunner {
 
   private async followLogs(containerId: string, signal: AbortSignal): Promise<void> {
     const jobLog = this.openLog();
-    const since = jobLog.lastTimestamp();
+    const since = jobLog.resumeAfter();
     try {
       await this.deps.engine.followLogs(containerId, { ...(since ? { since } : {}), signal }, (line) => {
         jobLog.write({ timeMs: line.timeMs, timestamp: line.timestamp, stream: line.stream, text: line.text });
@@ -274,6 +274,10 @@ export class AttemptRunner {
       clock: this.deps.clock,
       jobId: this.jobId,
       attempt: this.attempt,
+      journalCursor: this.record.logCursor || undefined,
+      onJournaled: (logCursor) => {
+        if (this.deps.ledger.get(this.jobId, this.attempt)) this.deps.ledger.update(this.jobId, this.attempt, { logCursor });
+      },
     });
     return this.jobLog;
   }

@@ -36,7 +36,9 @@ export interface JournalEvent {
 export type EventBody =
   | { stateChanged: { state: string; message: string; gpuUuids: string[]; containerId: string } }
   | { exited: { state: string; exitCode: number; error: { code: string; message: string } | null; oomKilled: boolean } }
-  | { logs: { lines: { timeMs: number; stream: string; text: string }[] } };
+  // cursor: the engine timestamp of the last container line in this batch, so
+  // that a restarted agent resumes log capture right after what it journaled.
+  | { logs: { lines: { timeMs: number; stream: string; text: string }[]; cursor?: string } };
 
 export interface EventJournalOptions {
   logger?: Logger;

@@ -1,9 +1,11 @@
-// A job attempt's output: every line goes to a file on the host first, then,
-// in batches, into the event journal for the coordinator. The file is the
-// record of where capture stopped, so a restarted agent resumes after the
-// last line it holds, without gaps or repeats.
-import { closeSync, mkdirSync, openSync, readSync, fstatSync, writeSync } from 'node:fs';
+// A job attempt's output: every line goes to a file on the host and, in
+// batches, into the event journal for the coordinator. Each keeps its own
+// cursor (the engine timestamp of the last line it holds), so that a restarted
+// agent asks the engine for the lines after the older of the two and hands each
+// line to each destination exactly once, even after kill -9.
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { timestampKey } from '../engine/log-stream.ts';
 import type { Clock, Timer } from '../util/clock.ts';
 import type { EventJournal } from './event-journal.ts';
 
@@ -21,29 +23,99 @@ const MAX_LINE_CHARS = 16 * 1024;
 /** Past this much unacknowledged journal, lines stay on the host only until the coordinator catches up. */
 const MAX_PENDING_JOURNAL_BYTES = 32 * 1024 * 1024;
 
+export interface JobLogOptions {
+  file: string;
+  journal: EventJournal;
+  clock: Clock;
+  jobId: string;
+  attempt: number;
+  /** The last engine timestamp already journaled for this attempt, if any. */
+  journalCursor: string | undefined;
+  /** Called after each batch is journaled, with its cursor, to persist it. */
+  onJournaled: (cursor: string) => void;
+}
+
 export class JobLog {
   readonly file: string;
   private fd: number;
   private batch: { timeMs: number; stream: string; text: string }[] = [];
+  private batchCursor: string | undefined;
   private timer: Timer | undefined;
   private withheld = 0;
-  private readonly journal: EventJournal;
-  private readonly clock: Clock;
-  private readonly jobId: string;
-  private readonly attempt: number;
+  private fileCursor: bigint | undefined;
+  private journalCursor: bigint | undefined;
+  private readonly opts: JobLogOptions;
 
-  constructor(opts: { file: string; journal: EventJournal; clock: Clock; jobId: string; attempt: number }) {
+  constructor(opts: JobLogOptions) {
+    this.opts = opts;
     this.file = opts.file;
-    this.journal = opts.journal;
-    this.clock = opts.clock;
-    this.jobId = opts.jobId;
-    this.attempt = opts.attempt;
     mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     this.fd = openSync(this.file, 'a', 0o600);
+    const last = this.lastFileTimestamp();
+    this.fileCursor = last === undefined ? undefined : timestampKey(last);
+    this.journalCursor = opts.journalCursor ? timestampKey(opts.journalCursor) : undefined;
   }
 
-  /** The engine timestamp of the last container line already captured, if any. */
-  lastTimestamp(): string | undefined {
+  /** Where capture must resume: after the older of the two cursors (undefined = from the start). */
+  resumeAfter(): string | undefined {
+    if (this.fileCursor === undefined || this.journalCursor === undefined) return undefined;
+    const key = this.fileCursor < this.journalCursor ? this.fileCursor : this.journalCursor;
+    return keyToTimestamp(key);
+  }
+
+  write(line: CapturedLine): void {
+    const key = line.timestamp ? timestampKey(line.timestamp) : undefined;
+    const text = line.text.length > MAX_LINE_CHARS ? `${line.text.slice(0, MAX_LINE_CHARS)} [line cut at ${MAX_LINE_CHARS} characters]` : line.text;
+    if (key === undefined || this.fileCursor === undefined || key > this.fileCursor) {
+      const stamp = line.timestamp || new Date(line.timeMs).toISOString();
+      writeSync(this.fd, `${stamp} ${line.stream} ${text}\n`);
+      if (key !== undefined) this.fileCursor = key;
+    }
+    if (key !== undefined && this.journalCursor !== undefined && key <= this.journalCursor) return;
+    if (key !== undefined) {
+      this.journalCursor = key;
+      this.batchCursor = line.timestamp;
+    }
+    if (this.opts.journal.pendingBytes > MAX_PENDING_JOURNAL_BYTES) {
+      this.withheld++;
+      return;
+    }
+    if (this.withheld > 0) {
+      this.batch.push({ timeMs: line.timeMs, stream: 'agent', text: `[${this.withheld} lines kept only in ${this.file} while the coordinator was behind]` });
+      this.withheld = 0;
+    }
+    this.batch.push({ timeMs: line.timeMs, stream: line.stream, text });
+    if (this.batch.length >= MAX_BATCH_LINES) this.flush();
+    else this.timer ??= this.opts.clock.setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  /** The agent's own note in the job's log (pull progress, start failures). */
+  note(text: string): void {
+    this.write({ timeMs: this.opts.clock.now(), timestamp: '', stream: 'agent', text });
+  }
+
+  flush(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (this.batch.length === 0) return;
+    const lines = this.batch;
+    const cursor = this.batchCursor;
+    this.batch = [];
+    this.batchCursor = undefined;
+    const { journal, clock, jobId, attempt } = this.opts;
+    journal.append({ timeMs: clock.now(), jobId, attempt, body: { logs: { lines, ...(cursor ? { cursor } : {}) } } });
+    if (cursor) this.opts.onJournaled(cursor);
+  }
+
+  close(): void {
+    this.flush();
+    if (this.fd >= 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  private lastFileTimestamp(): string | undefined {
     const size = fstatSync(this.fd).size;
     if (size === 0) return undefined;
     const readFd = openSync(this.file, 'r');
@@ -61,43 +133,10 @@ export class JobLog {
       closeSync(readFd);
     }
   }
+}
 
-  write(line: CapturedLine): void {
-    const text = line.text.length > MAX_LINE_CHARS ? `${line.text.slice(0, MAX_LINE_CHARS)} [line cut at ${MAX_LINE_CHARS} characters]` : line.text;
-    const stamp = line.timestamp || new Date(line.timeMs).toISOString();
-    writeSync(this.fd, `${stamp} ${line.stream} ${text}\n`);
-    if (this.journal.pendingBytes > MAX_PENDING_JOURNAL_BYTES) {
-      this.withheld++;
-      return;
-    }
-    if (this.withheld > 0) {
-      this.batch.push({ timeMs: line.timeMs, stream: 'agent', text: `[${this.withheld} lines kept only in ${this.file} while the coordinator was behind]` });
-      this.withheld = 0;
-    }
-    this.batch.push({ timeMs: line.timeMs, stream: line.stream, text });
-    if (this.batch.length >= MAX_BATCH_LINES) this.flush();
-    else this.timer ??= this.clock.setTimeout(() => this.flush(), FLUSH_MS);
-  }
-
-  /** Agent's own note in the job's log (pull progress, start failures). */
-  note(text: string): void {
-    this.write({ timeMs: this.clock.now(), timestamp: '', stream: 'agent', text });
-  }
-
-  flush(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    if (this.batch.length === 0) return;
-    const lines = this.batch;
-    this.batch = [];
-    this.journal.append({ timeMs: this.clock.now(), jobId: this.jobId, attempt: this.attempt, body: { logs: { lines } } });
-  }
-
-  close(): void {
-    this.flush();
-    if (this.fd >= 0) {
-      closeSync(this.fd);
-      this.fd = -1;
-    }
-  }
+function keyToTimestamp(key: bigint): string {
+  const seconds = key / 1_000_000_000n;
+  const nanos = key % 1_000_000_000n;
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${String(nanos).padStart(9, '0')}Z`;
 }
