@@ -112,7 +112,8 @@ function pullFailureCode(status: number | undefined, message: string): ErrorCode
 
 function pullAdvice(code: ErrorCode, message: string): string {
   if (code === 'IMAGE_NOT_FOUND') return 'check the image name and tag in the job spec, and that the credentials may read it';
-  if (/unauthorized|authentication required|denied|401/i.test(message)) return 'check the registry credentials given for this image';
+  // Not a bare "401": registry ports and digests contain it too.
+  if (/unauthorized|authentication required|denied/i.test(message)) return 'check the registry credentials given for this image';
   return 'check that this node can reach the registry (DNS, network, proxy) and try again';
 }
 
