@@ -6,12 +6,11 @@ import type { ControlHandlers } from '../gen/stevedore/v1/Control.ts';
 import type { Job } from '../gen/stevedore/v1/Job.ts';
 import type { Node } from '../gen/stevedore/v1/Node.ts';
 import type { JobLogLine } from '../gen/stevedore/v1/JobLogLine.ts';
-import type { AttemptState } from '../gen/stevedore/v1/AttemptState.ts';
 import type { Logger } from '../util/logger.ts';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
 import type { ErrorCode } from '../util/errors.ts';
 import type { Engine, JobView, NodeView } from './engine.ts';
-import type { Store, AttemptRecord } from './store.ts';
+import type { Store } from './store.ts';
 import type { JobBus } from './job-bus.ts';
 import { isTerminal } from './job-state.ts';
 
@@ -34,11 +33,6 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
   return { code: grpc.status.INTERNAL, details: `the coordinator failed: ${messageOf(err)}; see its log` };
 }
 
-/** SCHEDULED is the coordinator's own state; the wire enum has no name for it. */
-function wireAttemptState(state: AttemptRecord['state']): AttemptState {
-  return state === 'ATTEMPT_STATE_SCHEDULED' ? 'ATTEMPT_STATE_UNSPECIFIED' : state;
-}
-
 export function jobMessage(job: JobView): Job {
   return {
     jobId: job.jobId,
@@ -50,7 +44,7 @@ export function jobMessage(job: JobView): Job {
     attempts: job.attempts.map((a) => ({
       attempt: a.attempt,
       nodeId: a.nodeId,
-      state: wireAttemptState(a.state),
+      state: a.state,
       gpuUuids: a.gpuUuids,
       exitCode: a.exitCode ?? 0,
       hasExitCode: a.exitCode !== null,

@@ -146,6 +146,24 @@ void t.test('kill -9 of the agent: the job keeps running, is re-adopted, and end
   await waitUntil(async () => (await engine.inspect(containerId)) === undefined, 15000, () => 'container not removed after its end was acknowledged');
 });
 
+void t.test('SIGTERM: the agent leaves promptly and its job runs on', async (t) => {
+  const cluster = await startCluster(t);
+  const agent = await cluster.addAgent('agent-t', 2);
+  const job = await cluster.client.submitJob(trainer('calm', { TRAIN_STEPS: '25' }));
+  await cluster.waitForJob(job.jobId, ['running']);
+  const [container] = await engine.list({ [LABELS.jobId]: job.jobId });
+  const started = Date.now();
+  const code = await agent.proc.stop('SIGTERM');
+  t.equal(code, 0, 'clean exit');
+  t.ok(Date.now() - started < 10000, 'within the shutdown timeout');
+  t.equal((await engine.inspect(container?.id ?? ''))?.running, true, 'the job keeps running');
+  t.match(agent.proc.log(), /running jobs left running/);
+  agent.proc.start();
+  const done = await cluster.waitForJob(job.jobId, ['succeeded', 'failed'], 60000);
+  t.equal(done.state, 'succeeded');
+  t.equal(done.attempts.length, 1);
+});
+
 void t.test('the coordinator stops for a while during a job: nothing lost, nothing twice', async (t) => {
   const cluster = await startCluster(t);
   await cluster.addAgent('agent-c', 4);

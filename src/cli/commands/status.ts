@@ -7,9 +7,8 @@ import { formatTable, printJson } from '../output.ts';
 
 const ACTIVE_JOB_STATES = new Set(['scheduled', 'running', 'cancelling']);
 
-/** An attempt state as people read it: "running"; an attempt not yet accepted is "scheduled". */
+/** An attempt state as people read it: "running", "scheduled". */
 export function attemptStateLabel(state: string): string {
-  if (state === 'ATTEMPT_STATE_UNSPECIFIED') return 'scheduled';
   return state.replace('ATTEMPT_STATE_', '').toLowerCase();
 }
 

@@ -11,6 +11,7 @@ export const AttemptState = {
   ATTEMPT_STATE_FAILED: 'ATTEMPT_STATE_FAILED',
   ATTEMPT_STATE_CANCELLED: 'ATTEMPT_STATE_CANCELLED',
   ATTEMPT_STATE_LOST: 'ATTEMPT_STATE_LOST',
+  ATTEMPT_STATE_SCHEDULED: 'ATTEMPT_STATE_SCHEDULED',
 } as const;
 
 export type AttemptState =
@@ -34,5 +35,7 @@ export type AttemptState =
   | 8
   | 'ATTEMPT_STATE_LOST'
   | 9
+  | 'ATTEMPT_STATE_SCHEDULED'
+  | 10
 
 export type AttemptState__Output = typeof AttemptState[keyof typeof AttemptState]
