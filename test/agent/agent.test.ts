@@ -1,7 +1,10 @@
 // The agent in-process against the real test engine, driven by a scripted
 // coordinator that can send it anything, well-formed or not.
 import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import Docker from 'dockerode';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
@@ -15,6 +18,9 @@ import { gpuRecords, testEngineEnv } from '../helpers/engine.ts';
 import { FakeCoordinator } from '../helpers/fake-coordinator.ts';
 import { writeFakeNvidiaSmi } from '../helpers/fake-gpus.ts';
 import { waitUntil } from '../helpers/cluster.ts';
+import { startFakeRegistry } from '../fixtures/engine/registry.ts';
+
+const run = promisify(execFile);
 
 const env = testEngineEnv();
 const engine = new DockerEngine({ dockerHost: env.dockerHost });
@@ -39,7 +45,7 @@ interface Setup {
   restart(): Promise<Agent>;
 }
 
-async function setup(t: Test, gpus = 4): Promise<Setup> {
+async function setup(t: Test, gpus = 4, overrides: Partial<AgentConfig> = {}): Promise<Setup> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stevedore-agent-'));
   const coordinator = new FakeCoordinator();
   await coordinator.start();
@@ -58,6 +64,7 @@ async function setup(t: Test, gpus = 4): Promise<Setup> {
     reconnect: { initialMs: 50, maxMs: 500 },
     shutdownTimeoutSeconds: 5,
     logLevel: 'silent',
+    ...overrides,
   };
   const s: Setup = {
     coordinator,
@@ -245,4 +252,37 @@ void t.test('events wait on disk while the coordinator is away and arrive once a
   t.ok(replayed.length > 0, 'unacknowledged events were sent again');
   t.equal(exitedEvents(s.coordinator, 'offline').length, 2, 'sent twice on the wire, under one id');
   t.equal(new Set(exitedEvents(s.coordinator, 'offline').map((e) => e.eventId)).size, 1);
+});
+
+void t.test('pulls with the registry credentials from its config, progress in the job log', async (t) => {
+  const auth = { username: 'trainer', password: 'correct horse battery' };
+  const registry = await startFakeRegistry({ auth, layerChunkDelayMs: 20 });
+  t.teardown(() => registry.close());
+  const image = registry.addImage('team/private', 'v1', 256 * 1024);
+  t.teardown(() => new Docker({ socketPath: env.socketPath }).getImage(image).remove({ force: true }).catch(() => undefined));
+  const { coordinator, config } = await setup(t, 2, { registries: [{ server: registry.address, ...auth }] });
+  await coordinator.command({ startJob: { jobId: 'private', attempt: 1, spec: trainerSpec('private', { image, pullPolicy: 'always' }) } });
+  const end = await coordinator.waitFor((m) => m.event?.jobId === 'private' && m.event.body === 'exited', 30000);
+  const states = coordinator.events('private').filter((e) => e.body === 'stateChanged').map((e) => e.stateChanged?.state);
+  t.ok(states.includes('ATTEMPT_STATE_PULLING'), 'the attempt went through PULLING');
+  t.ok(states.includes('ATTEMPT_STATE_STARTING'), 'and on to its container once the image was there');
+  t.notMatch(end.event?.exited?.error?.code ?? '', /^IMAGE_/, 'the pull itself succeeded');
+  t.ok(registry.requests.some((r) => r.includes('/blobs/')), 'layers were fetched from the registry');
+  const hostLog = readFileSync(path.join(config.stateDir, 'logs', 'private.1.log'), 'utf8');
+  t.match(hostLog, new RegExp(`agent pulling image ${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  t.match(hostLog, /agent pulled image/);
+  t.notMatch(hostLog, /correct horse/, 'the password is never logged');
+});
+
+void t.test('the local API answers `stevedore status --agent`, on a socket only its owner may open', async (t) => {
+  const { config, agent } = await setup(t);
+  t.equal(statSync(config.socketPath).mode & 0o777, 0o600);
+  const out = await run(process.execPath, [path.resolve(import.meta.dirname, '..', '..', 'bin', 'stevedore.js'), 'status', '--agent', config.socketPath, '--json']);
+  const status = JSON.parse(out.stdout) as { nodeId: string; sessionState: string; inventory: { gpus: unknown[] } };
+  t.equal(status.nodeId, agent.nodeId);
+  t.equal(status.sessionState, 'connected');
+  t.equal(status.inventory.gpus.length, 4);
+  const human = await run(process.execPath, [path.resolve(import.meta.dirname, '..', '..', 'bin', 'stevedore.js'), 'status', '--agent', config.socketPath]);
+  t.match(human.stdout, new RegExp(`node ${agent.nodeId} \\(test-node\\)`));
+  t.match(human.stdout, /coordinator 127\.0\.0\.1:\d+: connected/);
 });
