@@ -105,7 +105,7 @@ export function parseManifest(text: string, key: string): Manifest {
     const issue = result.error.issues[0];
     throw new StevedoreError('CHECKPOINT_CORRUPT', `manifest ${key} is not a valid Stevedore manifest: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim());
   }
-  return result.data as Manifest;
+  return result.data;
 }
 
 /** The step a checkpoint name carries: step-000010, checkpoint-10, global_step10, epoch=3-step=100.ckpt. */
