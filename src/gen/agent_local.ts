@@ -3,6 +3,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { AgentLocalClient as _stevedore_v1_AgentLocalClient, AgentLocalDefinition as _stevedore_v1_AgentLocalDefinition } from './stevedore/v1/AgentLocal.ts';
 import type { AgentStatus as _stevedore_v1_AgentStatus, AgentStatus__Output as _stevedore_v1_AgentStatus__Output } from './stevedore/v1/AgentStatus.ts';
+import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetStatusRequest as _stevedore_v1_GetStatusRequest, GetStatusRequest__Output as _stevedore_v1_GetStatusRequest__Output } from './stevedore/v1/GetStatusRequest.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
@@ -24,6 +25,7 @@ export interface ProtoGrpcType {
       AgentLocal: SubtypeConstructor<typeof grpc.Client, _stevedore_v1_AgentLocalClient> & { service: _stevedore_v1_AgentLocalDefinition }
       AgentStatus: MessageTypeDefinition<_stevedore_v1_AgentStatus, _stevedore_v1_AgentStatus__Output>
       AttemptState: EnumTypeDefinition
+      CheckpointSpec: MessageTypeDefinition<_stevedore_v1_CheckpointSpec, _stevedore_v1_CheckpointSpec__Output>
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetStatusRequest: MessageTypeDefinition<_stevedore_v1_GetStatusRequest, _stevedore_v1_GetStatusRequest__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>

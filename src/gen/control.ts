@@ -3,6 +3,8 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { Attempt as _stevedore_v1_Attempt, Attempt__Output as _stevedore_v1_Attempt__Output } from './stevedore/v1/Attempt.ts';
 import type { CancelJobRequest as _stevedore_v1_CancelJobRequest, CancelJobRequest__Output as _stevedore_v1_CancelJobRequest__Output } from './stevedore/v1/CancelJobRequest.ts';
+import type { Checkpoint as _stevedore_v1_Checkpoint, Checkpoint__Output as _stevedore_v1_Checkpoint__Output } from './stevedore/v1/Checkpoint.ts';
+import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
 import type { ControlClient as _stevedore_v1_ControlClient, ControlDefinition as _stevedore_v1_ControlDefinition } from './stevedore/v1/Control.ts';
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from './stevedore/v1/GetJobRequest.ts';
@@ -11,6 +13,8 @@ import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _steved
 import type { Job as _stevedore_v1_Job, Job__Output as _stevedore_v1_Job__Output } from './stevedore/v1/Job.ts';
 import type { JobLogLine as _stevedore_v1_JobLogLine, JobLogLine__Output as _stevedore_v1_JobLogLine__Output } from './stevedore/v1/JobLogLine.ts';
 import type { JobSpec as _stevedore_v1_JobSpec, JobSpec__Output as _stevedore_v1_JobSpec__Output } from './stevedore/v1/JobSpec.ts';
+import type { ListCheckpointsRequest as _stevedore_v1_ListCheckpointsRequest, ListCheckpointsRequest__Output as _stevedore_v1_ListCheckpointsRequest__Output } from './stevedore/v1/ListCheckpointsRequest.ts';
+import type { ListCheckpointsResponse as _stevedore_v1_ListCheckpointsResponse, ListCheckpointsResponse__Output as _stevedore_v1_ListCheckpointsResponse__Output } from './stevedore/v1/ListCheckpointsResponse.ts';
 import type { ListJobsRequest as _stevedore_v1_ListJobsRequest, ListJobsRequest__Output as _stevedore_v1_ListJobsRequest__Output } from './stevedore/v1/ListJobsRequest.ts';
 import type { ListJobsResponse as _stevedore_v1_ListJobsResponse, ListJobsResponse__Output as _stevedore_v1_ListJobsResponse__Output } from './stevedore/v1/ListJobsResponse.ts';
 import type { ListNodesRequest as _stevedore_v1_ListNodesRequest, ListNodesRequest__Output as _stevedore_v1_ListNodesRequest__Output } from './stevedore/v1/ListNodesRequest.ts';
@@ -33,6 +37,8 @@ export interface ProtoGrpcType {
       Attempt: MessageTypeDefinition<_stevedore_v1_Attempt, _stevedore_v1_Attempt__Output>
       AttemptState: EnumTypeDefinition
       CancelJobRequest: MessageTypeDefinition<_stevedore_v1_CancelJobRequest, _stevedore_v1_CancelJobRequest__Output>
+      Checkpoint: MessageTypeDefinition<_stevedore_v1_Checkpoint, _stevedore_v1_Checkpoint__Output>
+      CheckpointSpec: MessageTypeDefinition<_stevedore_v1_CheckpointSpec, _stevedore_v1_CheckpointSpec__Output>
       Control: SubtypeConstructor<typeof grpc.Client, _stevedore_v1_ControlClient> & { service: _stevedore_v1_ControlDefinition }
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetJobRequest: MessageTypeDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_GetJobRequest__Output>
@@ -41,6 +47,8 @@ export interface ProtoGrpcType {
       Job: MessageTypeDefinition<_stevedore_v1_Job, _stevedore_v1_Job__Output>
       JobLogLine: MessageTypeDefinition<_stevedore_v1_JobLogLine, _stevedore_v1_JobLogLine__Output>
       JobSpec: MessageTypeDefinition<_stevedore_v1_JobSpec, _stevedore_v1_JobSpec__Output>
+      ListCheckpointsRequest: MessageTypeDefinition<_stevedore_v1_ListCheckpointsRequest, _stevedore_v1_ListCheckpointsRequest__Output>
+      ListCheckpointsResponse: MessageTypeDefinition<_stevedore_v1_ListCheckpointsResponse, _stevedore_v1_ListCheckpointsResponse__Output>
       ListJobsRequest: MessageTypeDefinition<_stevedore_v1_ListJobsRequest, _stevedore_v1_ListJobsRequest__Output>
       ListJobsResponse: MessageTypeDefinition<_stevedore_v1_ListJobsResponse, _stevedore_v1_ListJobsResponse__Output>
       ListNodesRequest: MessageTypeDefinition<_stevedore_v1_ListNodesRequest, _stevedore_v1_ListNodesRequest__Output>

@@ -6,6 +6,9 @@ import type { AgentSessionClient as _stevedore_v1_AgentSessionClient, AgentSessi
 import type { AttemptExited as _stevedore_v1_AttemptExited, AttemptExited__Output as _stevedore_v1_AttemptExited__Output } from './stevedore/v1/AttemptExited.ts';
 import type { AttemptStateChanged as _stevedore_v1_AttemptStateChanged, AttemptStateChanged__Output as _stevedore_v1_AttemptStateChanged__Output } from './stevedore/v1/AttemptStateChanged.ts';
 import type { AttemptStatus as _stevedore_v1_AttemptStatus, AttemptStatus__Output as _stevedore_v1_AttemptStatus__Output } from './stevedore/v1/AttemptStatus.ts';
+import type { CheckpointCommitted as _stevedore_v1_CheckpointCommitted, CheckpointCommitted__Output as _stevedore_v1_CheckpointCommitted__Output } from './stevedore/v1/CheckpointCommitted.ts';
+import type { CheckpointRestored as _stevedore_v1_CheckpointRestored, CheckpointRestored__Output as _stevedore_v1_CheckpointRestored__Output } from './stevedore/v1/CheckpointRestored.ts';
+import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
 import type { Command as _stevedore_v1_Command, Command__Output as _stevedore_v1_Command__Output } from './stevedore/v1/Command.ts';
 import type { CommandAck as _stevedore_v1_CommandAck, CommandAck__Output as _stevedore_v1_CommandAck__Output } from './stevedore/v1/CommandAck.ts';
 import type { CoordinatorMessage as _stevedore_v1_CoordinatorMessage, CoordinatorMessage__Output as _stevedore_v1_CoordinatorMessage__Output } from './stevedore/v1/CoordinatorMessage.ts';
@@ -42,6 +45,9 @@ export interface ProtoGrpcType {
       AttemptState: EnumTypeDefinition
       AttemptStateChanged: MessageTypeDefinition<_stevedore_v1_AttemptStateChanged, _stevedore_v1_AttemptStateChanged__Output>
       AttemptStatus: MessageTypeDefinition<_stevedore_v1_AttemptStatus, _stevedore_v1_AttemptStatus__Output>
+      CheckpointCommitted: MessageTypeDefinition<_stevedore_v1_CheckpointCommitted, _stevedore_v1_CheckpointCommitted__Output>
+      CheckpointRestored: MessageTypeDefinition<_stevedore_v1_CheckpointRestored, _stevedore_v1_CheckpointRestored__Output>
+      CheckpointSpec: MessageTypeDefinition<_stevedore_v1_CheckpointSpec, _stevedore_v1_CheckpointSpec__Output>
       Command: MessageTypeDefinition<_stevedore_v1_Command, _stevedore_v1_Command__Output>
       CommandAck: MessageTypeDefinition<_stevedore_v1_CommandAck, _stevedore_v1_CommandAck__Output>
       CoordinatorMessage: MessageTypeDefinition<_stevedore_v1_CoordinatorMessage, _stevedore_v1_CoordinatorMessage__Output>

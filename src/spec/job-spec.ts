@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseS3Url } from '../storage/object-store.ts';
 import { StevedoreError } from '../util/errors.ts';
 import { parseSize } from '../util/size.ts';
 
@@ -23,6 +24,25 @@ export interface JobSpec {
   stopGraceSeconds: number;
   pullPolicy: PullPolicy;
   workingDir: string;
+  /** Absent when the agent does not manage the job's checkpoints. */
+  checkpoint?: CheckpointSpec;
+}
+
+export const COMMIT_RULES = ['dcp', 'orbax', 'hf', 'lightning', 'marker', 'quiescence'] as const;
+export type CommitRuleName = (typeof COMMIT_RULES)[number];
+
+/** The checkpoint section; its shape is the CheckpointSpec message. */
+export interface CheckpointSpec {
+  path: string;
+  destination: string;
+  endpoint: string;
+  rule: CommitRuleName;
+  marker: string;
+  quiescenceSeconds: number;
+  keep: number;
+  keepEvery: number;
+  signal: string;
+  resume: boolean;
 }
 
 export type PullPolicy = 'if-not-present' | 'always' | 'never';
@@ -76,6 +96,21 @@ const containerPath = z
   .refine((v) => !v.split('/').includes('..'), 'must not contain ".."');
 
 const ulimitValue = z.number().int().min(-1);
+
+const checkpointSchema = z
+  .object({
+    path: containerPath.refine((v) => v !== '/', 'must be a directory below /, such as /checkpoints'),
+    destination: z.string().refine((v) => parseS3Url(v) !== undefined, 'must be an S3 URL such as s3://my-bucket/runs/llama-ft (bucket of 3-63 lower-case characters, no ".." in the prefix)'),
+    endpoint: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must name an S3 endpoint of the agent configuration, such as "default"').default('default'),
+    rule: z.enum(COMMIT_RULES, { error: `must be one of ${COMMIT_RULES.join(', ')} (see docs/checkpoints.md)` }).default('dcp'),
+    marker: z.string().regex(/^[^/\\]{1,255}$/, 'must be a file name such as COMMIT').default('COMMIT'),
+    quiescenceSeconds: z.number().int().min(1).max(3600).default(10),
+    keep: z.number().int().min(1).max(10_000).default(3),
+    keepEvery: z.number().int().min(0).max(1_000_000).default(0),
+    signal: z.enum(STOP_SIGNALS).default('SIGUSR1'),
+    resume: z.boolean().default(true),
+  })
+  .strict();
 
 const userSchema = z
   .object({
@@ -139,8 +174,15 @@ const userSchema = z
     stopGraceSeconds: z.number().int().min(0).max(3600).default(30),
     pullPolicy: z.enum(['if-not-present', 'always', 'never']).default('if-not-present'),
     workingDir: z.string().max(1024).refine((v) => v === '' || v.startsWith('/'), 'must be an absolute path in the container').default(''),
+    checkpoint: checkpointSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    const target = spec.checkpoint?.path;
+    if (target && spec.mounts.some((m) => m.target === target)) {
+      ctx.addIssue({ code: 'custom', path: ['checkpoint', 'path'], message: `${target} is also a mount target; the agent mounts the checkpoint directory there itself` });
+    }
+  });
 
 function describeIssues(error: z.ZodError, source: string): string {
   const lines = error.issues.slice(0, 10).map((issue) => {
@@ -206,5 +248,12 @@ export function fromSpecMessage(msg: unknown): JobSpec {
     if (cleaned[key] === '') delete cleaned[key];
   }
   if (cleaned.resources === null || cleaned.resources === undefined) delete cleaned.resources;
+  if (cleaned.checkpoint === null || cleaned.checkpoint === undefined) delete cleaned.checkpoint;
+  else if (typeof cleaned.checkpoint === 'object') {
+    const c: Record<string, unknown> = { ...(cleaned.checkpoint as Record<string, unknown>) };
+    for (const key of ['endpoint', 'rule', 'marker', 'signal'] as const) if (c[key] === '') delete c[key];
+    for (const key of ['quiescenceSeconds', 'keep'] as const) if (c[key] === 0) delete c[key];
+    cleaned.checkpoint = c;
+  }
   return validateJobSpec(cleaned, 'start command');
 }

@@ -50,3 +50,15 @@ void t.test('a spec from the wire treats proto3 empty values as unset', (t) => {
   throwsCode(t, () => fromSpecMessage(null), 'SPEC_INVALID', /no job spec/);
   t.end();
 });
+
+void t.test('the checkpoint section: defaults, and errors that say what to write', (t) => {
+  const spec = parseJobSpec('name: a\nimage: busybox\ncheckpoint: { path: /ckpt, destination: "s3://my-bucket/runs/a" }');
+  t.same(spec.checkpoint, { path: '/ckpt', destination: 's3://my-bucket/runs/a', endpoint: 'default', rule: 'dcp', marker: 'COMMIT', quiescenceSeconds: 10, keep: 3, keepEvery: 0, signal: 'SIGUSR1', resume: true });
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ncheckpoint: { path: /ckpt, destination: "http://x" }'), 'SPEC_INVALID', /checkpoint\.destination: must be an S3 URL/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ncheckpoint: { path: /ckpt, destination: "s3://b-1/x", rule: pytorch }'), 'SPEC_INVALID', /checkpoint\.rule: must be one of dcp, orbax, hf, lightning, marker, quiescence/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nmounts: [{source: c, target: /ckpt}]\ncheckpoint: { path: /ckpt, destination: "s3://b-1/x" }'), 'SPEC_INVALID', /checkpoint\.path: \/ckpt is also a mount target/);
+  const wire = fromSpecMessage({ name: 'a', image: 'busybox', checkpoint: { path: '/ckpt', destination: 's3://b-1/x', endpoint: '', rule: '', marker: '', quiescenceSeconds: 0, keep: 0, keepEvery: 0, signal: '', resume: true } });
+  t.equal(wire.checkpoint?.rule, 'dcp');
+  t.equal(wire.checkpoint?.keep, 3);
+  t.end();
+});

@@ -6,6 +6,8 @@ import type { CancelJobRequest as _stevedore_v1_CancelJobRequest, CancelJobReque
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from '../../stevedore/v1/GetJobRequest.ts';
 import type { Job as _stevedore_v1_Job, Job__Output as _stevedore_v1_Job__Output } from '../../stevedore/v1/Job.ts';
 import type { JobLogLine as _stevedore_v1_JobLogLine, JobLogLine__Output as _stevedore_v1_JobLogLine__Output } from '../../stevedore/v1/JobLogLine.ts';
+import type { ListCheckpointsRequest as _stevedore_v1_ListCheckpointsRequest, ListCheckpointsRequest__Output as _stevedore_v1_ListCheckpointsRequest__Output } from '../../stevedore/v1/ListCheckpointsRequest.ts';
+import type { ListCheckpointsResponse as _stevedore_v1_ListCheckpointsResponse, ListCheckpointsResponse__Output as _stevedore_v1_ListCheckpointsResponse__Output } from '../../stevedore/v1/ListCheckpointsResponse.ts';
 import type { ListJobsRequest as _stevedore_v1_ListJobsRequest, ListJobsRequest__Output as _stevedore_v1_ListJobsRequest__Output } from '../../stevedore/v1/ListJobsRequest.ts';
 import type { ListJobsResponse as _stevedore_v1_ListJobsResponse, ListJobsResponse__Output as _stevedore_v1_ListJobsResponse__Output } from '../../stevedore/v1/ListJobsResponse.ts';
 import type { ListNodesRequest as _stevedore_v1_ListNodesRequest, ListNodesRequest__Output as _stevedore_v1_ListNodesRequest__Output } from '../../stevedore/v1/ListNodesRequest.ts';
@@ -31,6 +33,15 @@ export interface ControlClient extends grpc.Client {
   getJob(argument: _stevedore_v1_GetJobRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
   getJob(argument: _stevedore_v1_GetJobRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
   getJob(argument: _stevedore_v1_GetJobRequest, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
+  
+  ListCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  ListCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  ListCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  ListCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  listCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  listCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  listCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
+  listCheckpoints(argument: _stevedore_v1_ListCheckpointsRequest, callback: grpc.requestCallback<_stevedore_v1_ListCheckpointsResponse__Output>): grpc.ClientUnaryCall;
   
   ListJobs(argument: _stevedore_v1_ListJobsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_ListJobsResponse__Output>): grpc.ClientUnaryCall;
   ListJobs(argument: _stevedore_v1_ListJobsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_ListJobsResponse__Output>): grpc.ClientUnaryCall;
@@ -71,6 +82,8 @@ export interface ControlHandlers extends grpc.UntypedServiceImplementation {
   
   GetJob: grpc.handleUnaryCall<_stevedore_v1_GetJobRequest__Output, _stevedore_v1_Job>;
   
+  ListCheckpoints: grpc.handleUnaryCall<_stevedore_v1_ListCheckpointsRequest__Output, _stevedore_v1_ListCheckpointsResponse>;
+  
   ListJobs: grpc.handleUnaryCall<_stevedore_v1_ListJobsRequest__Output, _stevedore_v1_ListJobsResponse>;
   
   ListNodes: grpc.handleUnaryCall<_stevedore_v1_ListNodesRequest__Output, _stevedore_v1_ListNodesResponse>;
@@ -84,6 +97,7 @@ export interface ControlHandlers extends grpc.UntypedServiceImplementation {
 export interface ControlDefinition extends grpc.ServiceDefinition {
   CancelJob: MethodDefinition<_stevedore_v1_CancelJobRequest, _stevedore_v1_Job, _stevedore_v1_CancelJobRequest__Output, _stevedore_v1_Job__Output>
   GetJob: MethodDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_Job, _stevedore_v1_GetJobRequest__Output, _stevedore_v1_Job__Output>
+  ListCheckpoints: MethodDefinition<_stevedore_v1_ListCheckpointsRequest, _stevedore_v1_ListCheckpointsResponse, _stevedore_v1_ListCheckpointsRequest__Output, _stevedore_v1_ListCheckpointsResponse__Output>
   ListJobs: MethodDefinition<_stevedore_v1_ListJobsRequest, _stevedore_v1_ListJobsResponse, _stevedore_v1_ListJobsRequest__Output, _stevedore_v1_ListJobsResponse__Output>
   ListNodes: MethodDefinition<_stevedore_v1_ListNodesRequest, _stevedore_v1_ListNodesResponse, _stevedore_v1_ListNodesRequest__Output, _stevedore_v1_ListNodesResponse__Output>
   StreamLogs: MethodDefinition<_stevedore_v1_StreamLogsRequest, _stevedore_v1_JobLogLine, _stevedore_v1_StreamLogsRequest__Output, _stevedore_v1_JobLogLine__Output>

@@ -3,6 +3,8 @@
 import type { AttemptStateChanged as _stevedore_v1_AttemptStateChanged, AttemptStateChanged__Output as _stevedore_v1_AttemptStateChanged__Output } from '../../stevedore/v1/AttemptStateChanged.ts';
 import type { AttemptExited as _stevedore_v1_AttemptExited, AttemptExited__Output as _stevedore_v1_AttemptExited__Output } from '../../stevedore/v1/AttemptExited.ts';
 import type { LogChunk as _stevedore_v1_LogChunk, LogChunk__Output as _stevedore_v1_LogChunk__Output } from '../../stevedore/v1/LogChunk.ts';
+import type { CheckpointCommitted as _stevedore_v1_CheckpointCommitted, CheckpointCommitted__Output as _stevedore_v1_CheckpointCommitted__Output } from '../../stevedore/v1/CheckpointCommitted.ts';
+import type { CheckpointRestored as _stevedore_v1_CheckpointRestored, CheckpointRestored__Output as _stevedore_v1_CheckpointRestored__Output } from '../../stevedore/v1/CheckpointRestored.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Event {
@@ -13,7 +15,9 @@ export interface Event {
   'stateChanged'?: (_stevedore_v1_AttemptStateChanged | null);
   'exited'?: (_stevedore_v1_AttemptExited | null);
   'logs'?: (_stevedore_v1_LogChunk | null);
-  'body'?: "stateChanged"|"exited"|"logs";
+  'checkpointCommitted'?: (_stevedore_v1_CheckpointCommitted | null);
+  'checkpointRestored'?: (_stevedore_v1_CheckpointRestored | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored";
 }
 
 export interface Event__Output {
@@ -24,5 +28,7 @@ export interface Event__Output {
   'stateChanged'?: (_stevedore_v1_AttemptStateChanged__Output | null);
   'exited'?: (_stevedore_v1_AttemptExited__Output | null);
   'logs'?: (_stevedore_v1_LogChunk__Output | null);
-  'body'?: "stateChanged"|"exited"|"logs";
+  'checkpointCommitted'?: (_stevedore_v1_CheckpointCommitted__Output | null);
+  'checkpointRestored'?: (_stevedore_v1_CheckpointRestored__Output | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored";
 }

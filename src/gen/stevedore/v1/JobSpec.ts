@@ -3,6 +3,7 @@
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from '../../stevedore/v1/Resources.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from '../../stevedore/v1/Mount.ts';
 import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from '../../stevedore/v1/Ulimit.ts';
+import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from '../../stevedore/v1/CheckpointSpec.ts';
 
 export interface JobSpec {
   'name'?: (string);
@@ -18,6 +19,7 @@ export interface JobSpec {
   'stopGraceSeconds'?: (number);
   'pullPolicy'?: (string);
   'workingDir'?: (string);
+  'checkpoint'?: (_stevedore_v1_CheckpointSpec | null);
 }
 
 export interface JobSpec__Output {
@@ -34,4 +36,5 @@ export interface JobSpec__Output {
   'stopGraceSeconds': (number);
   'pullPolicy': (string);
   'workingDir': (string);
+  'checkpoint': (_stevedore_v1_CheckpointSpec__Output | null);
 }

@@ -6,10 +6,12 @@ export interface StartJob {
   'jobId'?: (string);
   'attempt'?: (number);
   'spec'?: (_stevedore_v1_JobSpec | null);
+  'resume'?: (boolean);
 }
 
 export interface StartJob__Output {
   'jobId': (string);
   'attempt': (number);
   'spec': (_stevedore_v1_JobSpec__Output | null);
+  'resume': (boolean);
 }
