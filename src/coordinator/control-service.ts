@@ -6,11 +6,13 @@ import type { ControlHandlers } from '../gen/stevedore/v1/Control.ts';
 import type { Job } from '../gen/stevedore/v1/Job.ts';
 import type { Node } from '../gen/stevedore/v1/Node.ts';
 import type { JobLogLine } from '../gen/stevedore/v1/JobLogLine.ts';
+import type { Checkpoint } from '../gen/stevedore/v1/Checkpoint.ts';
 import type { Logger } from '../util/logger.ts';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
 import type { ErrorCode } from '../util/errors.ts';
+import { isResume } from './engine.ts';
 import type { Engine, JobView, NodeView } from './engine.ts';
-import type { Store } from './store.ts';
+import type { CheckpointRecord, Store } from './store.ts';
 import type { JobBus } from './job-bus.ts';
 import { isTerminal } from './job-state.ts';
 
@@ -51,8 +53,19 @@ export function jobMessage(job: JobView): Job {
       message: a.message,
       startedMs: a.startedMs,
       endedMs: a.endedMs,
+      restoreReported: a.restore !== null,
+      restoredCheckpointId: a.restore?.checkpointId ?? '',
+      restoredStep: a.restore?.step ?? -1,
+      restoredBytes: a.restore?.bytes ?? 0,
+      restoreDurationMs: a.restore?.durationMs ?? 0,
+      restoreSkipped: a.restore?.skipped ?? [],
+      resume: isResume(a.attempt),
     })),
   };
+}
+
+export function checkpointMessage(c: CheckpointRecord): Checkpoint {
+  return { ...c };
 }
 
 export function nodeMessage(node: NodeView): Node {
@@ -99,6 +112,7 @@ export function controlHandlers(deps: ControlDeps): ControlHandlers {
       deps.engine().cancel(req.jobId);
       return jobMessage(deps.engine().getJob(req.jobId));
     }),
+    ListCheckpoints: unary('ListCheckpoints', (req) => ({ checkpoints: deps.engine().listCheckpoints(req.jobId).map(checkpointMessage) })),
     StreamLogs: (call) => {
       try {
         streamLogs(call, deps);

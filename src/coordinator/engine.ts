@@ -15,8 +15,10 @@ import type { CommandAck__Output } from '../gen/stevedore/v1/CommandAck.ts';
 import type { AttemptExited__Output } from '../gen/stevedore/v1/AttemptExited.ts';
 import type { AttemptStateChanged__Output } from '../gen/stevedore/v1/AttemptStateChanged.ts';
 import type { LogChunk__Output } from '../gen/stevedore/v1/LogChunk.ts';
+import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
+import type { CheckpointRestored__Output } from '../gen/stevedore/v1/CheckpointRestored.ts';
 import { isAttemptActive } from './store.ts';
-import type { Store, AttemptRecord, AttemptStateName, CommandKind, JobRecord, NodeRecord } from './store.ts';
+import type { Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, JobRecord, NodeRecord, RestoreRecord } from './store.ts';
 import { assertTransition, isTerminal } from './job-state.ts';
 import type { JobState } from './job-state.ts';
 import { planPlacement } from './scheduler.ts';
@@ -42,9 +44,14 @@ export interface EngineOptions {
   heartbeatIntervalMs: number;
 }
 
+/** An attempt with what it restored before its container started (null: not reported). */
+export interface AttemptView extends AttemptRecord {
+  restore: RestoreRecord | null;
+}
+
 /** The job view: a job with its attempts. */
 export interface JobView extends JobRecord {
-  attempts: AttemptRecord[];
+  attempts: AttemptView[];
 }
 
 export type NodeViewState = 'online' | 'offline' | 'lost' | 'draining';
@@ -133,8 +140,9 @@ export class Engine {
     this.outbox.push({ nodeId, command: { commandId, ...body } });
   }
 
+  /** Every attempt after the first resumes from the job's newest committed checkpoint. */
   private startJob(nodeId: string, job: JobRecord, attempt: number): void {
-    this.command(nodeId, 'startJob', job.jobId, attempt, { startJob: { jobId: job.jobId, attempt, spec: job.spec } });
+    this.command(nodeId, 'startJob', job.jobId, attempt, { startJob: { jobId: job.jobId, attempt, spec: job.spec, resume: isResume(attempt) } });
   }
 
   private stopJob(nodeId: string, jobId: string, attempt: number, reason: string): void {
@@ -169,12 +177,23 @@ export class Engine {
   }
 
   getJob(jobId: string): JobView {
-    const job = this.requireJob(jobId);
-    return { ...job, attempts: this.store.attemptsOfJob(jobId) };
+    return this.jobView(this.requireJob(jobId));
   }
 
   listJobs(): JobView[] {
-    return this.store.listJobs().map((job) => ({ ...job, attempts: this.store.attemptsOfJob(job.jobId) }));
+    return this.store.listJobs().map((job) => this.jobView(job));
+  }
+
+  private jobView(job: JobRecord): JobView {
+    const restores = this.store.restoresOfJob(job.jobId);
+    const attempts = this.store.attemptsOfJob(job.jobId).map((a) => ({ ...a, restore: restores.get(a.attempt) ?? null }));
+    return { ...job, attempts };
+  }
+
+  /** The job's committed checkpoints as agents reported them, newest first (by step, then commit time). */
+  listCheckpoints(jobId: string): CheckpointRecord[] {
+    this.requireJob(jobId);
+    return this.store.checkpointsOfJob(jobId);
   }
 
   listNodes(): NodeView[] {
@@ -395,6 +414,10 @@ export class Engine {
         scheduleAfter = this.applyExited(job, attempt, ev.exited);
       } else if (ev.logs) {
         this.applyLogs(attempt, ev.logs);
+      } else if (ev.checkpointCommitted) {
+        this.applyCheckpointCommitted(attempt, ev.checkpointCommitted);
+      } else if (ev.checkpointRestored) {
+        this.applyCheckpointRestored(attempt, ev.checkpointRestored, ev.timeMs);
       }
       this.store.setHighestEventId(nodeId, ev.eventId);
       return { upToEventId: ev.eventId, duplicate: false };
@@ -443,6 +466,52 @@ export class Engine {
       this.store.appendLog({ jobId: attempt.jobId, attempt: attempt.attempt, timeMs: line.timeMs, stream: line.stream || 'stdout', text: line.text });
     }
     this.touched.add(attempt.jobId);
+  }
+
+  /** A committed checkpoint exists in S3 whatever became of its attempt: it is recorded even after the attempt ended. */
+  private applyCheckpointCommitted(attempt: AttemptRecord, c: CheckpointCommitted__Output): void {
+    if (!c.checkpointId) {
+      this.logger.warn({ jobId: attempt.jobId, attempt: attempt.attempt }, 'checkpointCommitted without a checkpointId; stored, not applied');
+      return;
+    }
+    const added = this.store.insertCheckpoint({
+      jobId: attempt.jobId,
+      attempt: attempt.attempt,
+      nodeId: attempt.nodeId,
+      checkpointId: c.checkpointId,
+      name: c.name || c.checkpointId,
+      step: c.step,
+      totalBytes: c.totalBytes,
+      uploadedBytes: c.uploadedBytes,
+      files: c.files,
+      lastWriteMs: c.lastWriteMs,
+      committedMs: c.committedMs,
+      timeToCommitMs: c.timeToCommitMs,
+      manifestKey: c.manifestKey,
+    });
+    if (!added) {
+      this.logger.debug({ jobId: attempt.jobId, checkpointId: c.checkpointId }, 'checkpoint already recorded; the first report stands');
+      return;
+    }
+    this.touched.add(attempt.jobId);
+    this.logger.info({ jobId: attempt.jobId, attempt: attempt.attempt, checkpointId: c.checkpointId, step: c.step, timeToCommitMs: c.timeToCommitMs }, 'checkpoint committed');
+  }
+
+  private applyCheckpointRestored(attempt: AttemptRecord, r: CheckpointRestored__Output, timeMs: number): void {
+    this.store.setRestore({
+      jobId: attempt.jobId,
+      attempt: attempt.attempt,
+      checkpointId: r.checkpointId,
+      step: r.checkpointId ? r.step : -1,
+      bytes: r.bytes,
+      durationMs: r.durationMs,
+      skipped: r.skipped,
+      reportedMs: timeMs || this.clock.now(),
+    });
+    this.touched.add(attempt.jobId);
+    const fields = { jobId: attempt.jobId, attempt: attempt.attempt, checkpointId: r.checkpointId, step: r.step, skipped: r.skipped };
+    if (r.skipped.length > 0) this.logger.warn(fields, 'attempt restored an older checkpoint: newer ones failed verification');
+    else this.logger.info(fields, r.checkpointId ? 'attempt restored a checkpoint' : 'attempt started fresh: nothing committed');
   }
 
   commandAck(nodeId: string, ack: CommandAck__Output): void {
@@ -551,6 +620,11 @@ export class Engine {
     for (const a of this.avoid.values()) if (a.untilMs <= now) expired = true;
     if (expired) this.schedule();
   }
+}
+
+/** Whether an attempt resumes from the newest committed checkpoint: every one after the first. */
+export function isResume(attempt: number): boolean {
+  return attempt > 1;
 }
 
 function shortState(state: AttemptStateName): string {

@@ -95,6 +95,39 @@ export interface LogRecord {
   text: string;
 }
 
+/** A committed checkpoint, as an agent reported it (CheckpointCommitted). */
+export interface CheckpointRecord {
+  jobId: string;
+  attempt: number;
+  nodeId: string;
+  checkpointId: string;
+  name: string;
+  /** -1 when the name carries no step. */
+  step: number;
+  totalBytes: number;
+  uploadedBytes: number;
+  files: number;
+  lastWriteMs: number;
+  committedMs: number;
+  timeToCommitMs: number;
+  /** s3://bucket/key of the manifest. */
+  manifestKey: string;
+}
+
+/** What an attempt restored before its container started (CheckpointRestored). */
+export interface RestoreRecord {
+  jobId: string;
+  attempt: number;
+  /** '' when nothing was committed: the attempt started fresh. */
+  checkpointId: string;
+  step: number;
+  bytes: number;
+  durationMs: number;
+  /** Newer checkpoints that failed verification, with the reason. */
+  skipped: string[];
+  reportedMs: number;
+}
+
 export interface StoredEvent {
   nodeId: string;
   eventId: number;
@@ -106,6 +139,9 @@ export interface StoredEvent {
   receivedMs: number;
 }
 
+// Tables added since version 1 (checkpoints, attempt_restores) are created with
+// IF NOT EXISTS: an older database gains them when it is opened, and an older
+// coordinator ignores them, so the version stays 1.
 const SCHEMA_VERSION = 1;
 
 const SCHEMA = `
@@ -174,6 +210,33 @@ CREATE TABLE IF NOT EXISTS log_lines (
   text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_lines_job ON log_lines (job_id, id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  job_id TEXT NOT NULL,
+  checkpoint_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  total_bytes INTEGER NOT NULL,
+  uploaded_bytes INTEGER NOT NULL,
+  files INTEGER NOT NULL,
+  last_write_ms INTEGER NOT NULL,
+  committed_ms INTEGER NOT NULL,
+  time_to_commit_ms INTEGER NOT NULL,
+  manifest_key TEXT NOT NULL,
+  PRIMARY KEY (job_id, checkpoint_id)
+);
+CREATE TABLE IF NOT EXISTS attempt_restores (
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  checkpoint_id TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  skipped TEXT NOT NULL,
+  reported_ms INTEGER NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+);
 `;
 
 type Row = Record<string, SQLInputValue>;
@@ -247,6 +310,37 @@ function toLog(r: Row): LogRecord {
     timeMs: num(r.time_ms),
     stream: str(r.stream),
     text: str(r.text),
+  };
+}
+
+function toCheckpoint(r: Row): CheckpointRecord {
+  return {
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    nodeId: str(r.node_id),
+    checkpointId: str(r.checkpoint_id),
+    name: str(r.name),
+    step: num(r.step),
+    totalBytes: num(r.total_bytes),
+    uploadedBytes: num(r.uploaded_bytes),
+    files: num(r.files),
+    lastWriteMs: num(r.last_write_ms),
+    committedMs: num(r.committed_ms),
+    timeToCommitMs: num(r.time_to_commit_ms),
+    manifestKey: str(r.manifest_key),
+  };
+}
+
+function toRestore(r: Row): RestoreRecord {
+  return {
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    checkpointId: str(r.checkpoint_id),
+    step: num(r.step),
+    bytes: num(r.bytes),
+    durationMs: num(r.duration_ms),
+    skipped: parseJson<string[]>(r.skipped, []),
+    reportedMs: num(r.reported_ms),
   };
 }
 
@@ -463,6 +557,50 @@ export class Store {
   getCommand(commandId: string): CommandRecord | undefined {
     const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;
     return r ? toCommand(r) : undefined;
+  }
+
+  // ---- checkpoints ----
+
+  /**
+   * Stores a committed checkpoint; false when the job already has one with that id
+   * (an agent that reports a commit again after a crash): the first report stands.
+   */
+  insertCheckpoint(c: CheckpointRecord): boolean {
+    const result = this.db
+      .prepare(
+        `INSERT INTO checkpoints (job_id, checkpoint_id, attempt, node_id, name, step, total_bytes, uploaded_bytes, files,
+           last_write_ms, committed_ms, time_to_commit_ms, manifest_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (job_id, checkpoint_id) DO NOTHING`,
+      )
+      .run(c.jobId, c.checkpointId, c.attempt, c.nodeId, c.name, c.step, c.totalBytes, c.uploadedBytes, c.files,
+        c.lastWriteMs, c.committedMs, c.timeToCommitMs, c.manifestKey);
+    return Number(result.changes) > 0;
+  }
+
+  /** The job's committed checkpoints, newest first: by step, then by commit time. */
+  checkpointsOfJob(jobId: string): CheckpointRecord[] {
+    return (this.db
+      .prepare('SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step DESC, committed_ms DESC, checkpoint_id DESC')
+      .all(jobId) as Row[]).map(toCheckpoint);
+  }
+
+  /** Records what an attempt restored; a later report for the same attempt replaces it. */
+  setRestore(r: RestoreRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO attempt_restores (job_id, attempt, checkpoint_id, step, bytes, duration_ms, skipped, reported_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET checkpoint_id = excluded.checkpoint_id, step = excluded.step,
+           bytes = excluded.bytes, duration_ms = excluded.duration_ms, skipped = excluded.skipped, reported_ms = excluded.reported_ms`,
+      )
+      .run(r.jobId, r.attempt, r.checkpointId, r.step, r.bytes, r.durationMs, JSON.stringify(r.skipped), r.reportedMs);
+  }
+
+  /** What each attempt of the job restored, by attempt number. */
+  restoresOfJob(jobId: string): Map<number, RestoreRecord> {
+    const rows = (this.db.prepare('SELECT * FROM attempt_restores WHERE job_id = ?').all(jobId) as Row[]).map(toRestore);
+    return new Map(rows.map((r) => [r.attempt, r]));
   }
 
   appendLog(l: Omit<LogRecord, 'id'>): void {

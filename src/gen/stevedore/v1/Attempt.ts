@@ -13,6 +13,13 @@ export interface Attempt {
   'message'?: (string);
   'startedMs'?: (number | string | Long);
   'endedMs'?: (number | string | Long);
+  'restoreReported'?: (boolean);
+  'restoredCheckpointId'?: (string);
+  'restoredStep'?: (number | string | Long);
+  'restoredBytes'?: (number | string | Long);
+  'restoreDurationMs'?: (number | string | Long);
+  'restoreSkipped'?: (string)[];
+  'resume'?: (boolean);
 }
 
 export interface Attempt__Output {
@@ -25,4 +32,11 @@ export interface Attempt__Output {
   'message': (string);
   'startedMs': (number);
   'endedMs': (number);
+  'restoreReported': (boolean);
+  'restoredCheckpointId': (string);
+  'restoredStep': (number);
+  'restoredBytes': (number);
+  'restoreDurationMs': (number);
+  'restoreSkipped': (string)[];
+  'resume': (boolean);
 }
