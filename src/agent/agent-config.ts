@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StevedoreError } from '../util/errors.ts';
+import { compileS3Endpoint, isValidEndpointName, s3EndpointSchema, DEFAULT_ENDPOINT_NAME, type S3EndpointConfig } from '../storage/s3-config.ts';
 
 export interface AgentConfig {
   coordinator: { address: string; tls: { ca: string; cert: string; key: string } | undefined };
@@ -27,6 +28,16 @@ export interface AgentConfig {
   reconnect: { initialMs: number; maxMs: number };
   shutdownTimeoutSeconds: number;
   logLevel: string;
+  /** S3 endpoints by name; a job's checkpoint section names one (default: "default"). */
+  s3: { endpoints: Record<string, S3EndpointConfig> };
+  checkpoints: {
+    /** Preferred multipart part size; larger files get larger parts (at most 10,000 parts). */
+    partSizeMiB: number;
+    /** Upload memory bound for the whole agent: part buffers in flight across all jobs. */
+    maxInFlightMiB: number;
+    /** How often checkpoint directories are re-scanned besides file events. */
+    rescanSeconds: number;
+  };
 }
 
 export interface AgentConfigFlags {
@@ -66,6 +77,7 @@ export const CONFIG_DEFAULTS = {
   reconnect: { initialMs: 500, maxMs: 30_000 },
   shutdownTimeoutSeconds: 10,
   logLevel: 'info',
+  checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
 } as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -182,6 +194,32 @@ function fileSchema(cwd: string) {
         .optional(),
       shutdownTimeoutSeconds: seconds.min(0, 'must not be negative').max(3600, 'must be at most 3600 seconds').optional(),
       logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
+      s3: z
+        .object({
+          endpoints: z
+            .record(z.string(), s3EndpointSchema, { error: 'must be a mapping of endpoint names to endpoints, such as default: {endpoint: http://127.0.0.1:9000}' })
+            .superRefine((endpoints, ctx) => {
+              for (const name of Object.keys(endpoints)) {
+                if (!isValidEndpointName(name)) issue(ctx, `${JSON.stringify(name)} is not a valid endpoint name: use up to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`, [name]);
+              }
+            })
+            .optional(),
+        })
+        .strict()
+        .optional(),
+      checkpoints: z
+        .object({
+          partSizeMiB: num('MiB').int('must be a whole number of MiB').min(5, 'must be at least 5 (S3 parts are at least 5 MiB)').max(5120, 'must be at most 5120 (S3 parts are at most 5 GiB)').optional(),
+          maxInFlightMiB: num('MiB').int('must be a whole number of MiB').min(5, 'must be at least 5 MiB').max(1_048_576, 'must be at most 1048576 MiB').optional(),
+          rescanSeconds: num('seconds').min(0.1, 'must be at least 0.1 seconds').max(3600, 'must be at most 3600 seconds').optional(),
+        })
+        .strict()
+        .superRefine((c, ctx) => {
+          const part = c.partSizeMiB ?? CONFIG_DEFAULTS.checkpoints.partSizeMiB;
+          const inFlight = c.maxInFlightMiB ?? CONFIG_DEFAULTS.checkpoints.maxInFlightMiB;
+          if (inFlight < part) issue(ctx, `${inFlight} is below checkpoints.partSizeMiB (${part}); at least one part must fit in memory`, ['maxInFlightMiB']);
+        })
+        .optional(),
     })
     .strict();
 }
@@ -363,6 +401,15 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
   ];
   for (const [field, value, source] of flagFields) override(field, value, source);
 
+  // STEVEDORE_S3_ENDPOINT sets the default endpoint's URL (over the file); AWS_REGION
+  // only fills the default endpoint's region when nothing else set it.
+  override(`s3.endpoints.${DEFAULT_ENDPOINT_NAME}.endpoint`, envVar('STEVEDORE_S3_ENDPOINT'), 'STEVEDORE_S3_ENDPOINT');
+  const awsRegion = envVar('AWS_REGION');
+  const defaultEndpoint = isPlainObject(raw.s3) && isPlainObject(raw.s3.endpoints) ? raw.s3.endpoints[DEFAULT_ENDPOINT_NAME] : undefined;
+  if (awsRegion !== undefined && isPlainObject(defaultEndpoint) && defaultEndpoint.region === undefined) {
+    override(`s3.endpoints.${DEFAULT_ENDPOINT_NAME}.region`, awsRegion, 'AWS_REGION');
+  }
+
   // Labels merge key by key: the file's, then STEVEDORE_LABELS, then --label.
   const envLabelsText = envVar('STEVEDORE_LABELS');
   const envLabels = envLabelsText !== undefined ? parseLabelList(envLabelsText.split(','), 'STEVEDORE_LABELS', problems) : {};
@@ -416,5 +463,11 @@ function compile(c: FileConfig, problems: Problems): AgentConfig {
     },
     shutdownTimeoutSeconds: c.shutdownTimeoutSeconds ?? CONFIG_DEFAULTS.shutdownTimeoutSeconds,
     logLevel: c.logLevel ?? CONFIG_DEFAULTS.logLevel,
+    s3: { endpoints: Object.fromEntries(Object.entries(c.s3?.endpoints ?? {}).map(([name, e]) => [name, compileS3Endpoint(e)])) },
+    checkpoints: {
+      partSizeMiB: c.checkpoints?.partSizeMiB ?? CONFIG_DEFAULTS.checkpoints.partSizeMiB,
+      maxInFlightMiB: c.checkpoints?.maxInFlightMiB ?? CONFIG_DEFAULTS.checkpoints.maxInFlightMiB,
+      rescanSeconds: c.checkpoints?.rescanSeconds ?? CONFIG_DEFAULTS.checkpoints.rescanSeconds,
+    },
   };
 }

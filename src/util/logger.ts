@@ -7,7 +7,9 @@ export type Logger = pino.Logger;
 export const REDACT_PATHS = [
   'password', '*.password', '*.*.password',
   'token', '*.token', '*.*.token',
-  'secretAccessKey', '*.secretAccessKey',
+  'secretAccessKey', '*.secretAccessKey', '*.*.secretAccessKey',
+  'endpoints.*.secretAccessKey', '*.endpoints.*.secretAccessKey', '*.*.endpoints.*.secretAccessKey',
+  'sessionToken', '*.sessionToken', '*.*.sessionToken',
   'authconfig', '*.authconfig',
   'auth', '*.auth',
   'key', '*.key',

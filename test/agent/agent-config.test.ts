@@ -33,6 +33,8 @@ void t.test('defaults when there is no file, no environment and no flags', (t) =
     reconnect: { initialMs: 500, maxMs: 30000 },
     shutdownTimeoutSeconds: 10,
     logLevel: 'info',
+    s3: { endpoints: {} },
+    checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
   } satisfies AgentConfig);
   t.equal(DEFAULT_CONFIG_FILE, '/etc/stevedore/agent.yaml');
   t.end();
@@ -82,6 +84,18 @@ pullInactivityTimeoutSeconds: 300
 reconnect: { initialMs: 250, maxMs: 10000 }
 shutdownTimeoutSeconds: 30
 logLevel: debug
+s3:
+  endpoints:
+    default:
+      endpoint: http://127.0.0.1:9000
+      forcePathStyle: true
+      accessKeyId: minio-admin
+      secretAccessKey: minio-s3cret
+      checksumMode: WHEN_REQUIRED
+    aws:
+      region: eu-west-3
+      maxAttempts: 8
+checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 }
 `,
   });
   const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {}, cwd: dir });
@@ -103,6 +117,29 @@ logLevel: debug
     reconnect: { initialMs: 250, maxMs: 10000 },
     shutdownTimeoutSeconds: 30,
     logLevel: 'debug',
+    s3: {
+      endpoints: {
+        default: {
+          endpoint: 'http://127.0.0.1:9000',
+          region: 'us-east-1',
+          forcePathStyle: true,
+          accessKeyId: 'minio-admin',
+          secretAccessKey: 'minio-s3cret',
+          checksumMode: 'WHEN_REQUIRED',
+          maxAttempts: 5,
+        },
+        aws: {
+          endpoint: undefined,
+          region: 'eu-west-3',
+          forcePathStyle: false,
+          accessKeyId: undefined,
+          secretAccessKey: undefined,
+          checksumMode: 'WHEN_SUPPORTED',
+          maxAttempts: 8,
+        },
+      },
+    },
+    checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 },
   } satisfies AgentConfig);
   t.end();
 });
@@ -331,5 +368,84 @@ void t.test('an empty file means defaults; a file that is not a mapping is an er
 void t.test('label values of other types become text; bad label flags are reported', (t) => {
   t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { labels: ['=x'] } }), { message: /"=x" from --label is not key=value/ });
   t.throws(() => loadAgentConfig({ file: '/nonexistent/agent.yaml', env: {}, flags: { labels: ['rack=a\tb'] } }), { message: /labels.rack: label values are at most 253 characters, without control characters/ });
+  t.end();
+});
+
+void t.test('STEVEDORE_S3_ENDPOINT sets the default endpoint; AWS_REGION only fills a missing region', (t) => {
+  const dir = t.testdir({
+    'none.yaml': 'logLevel: info\n',
+    'minio.yaml': 's3: { endpoints: { default: { endpoint: http://file:9000, region: eu-central-1, forcePathStyle: true } } }\n',
+    'aws.yaml': 's3: { endpoints: { default: { forcePathStyle: false } } }\n',
+  });
+  const none = loadAgentConfig({ file: path.join(dir, 'none.yaml'), env: { AWS_REGION: 'eu-west-1' } });
+  t.same(none.s3, { endpoints: {} }, 'AWS_REGION alone configures no endpoint');
+
+  const fromEnv = loadAgentConfig({ file: path.join(dir, 'none.yaml'), env: { STEVEDORE_S3_ENDPOINT: 'http://127.0.0.1:9000', AWS_REGION: 'eu-west-1' } });
+  t.same(fromEnv.s3.endpoints.default, {
+    endpoint: 'http://127.0.0.1:9000',
+    region: 'eu-west-1',
+    forcePathStyle: false,
+    accessKeyId: undefined,
+    secretAccessKey: undefined,
+    checksumMode: 'WHEN_SUPPORTED',
+    maxAttempts: 5,
+  });
+
+  const minio = loadAgentConfig({ file: path.join(dir, 'minio.yaml'), env: { STEVEDORE_S3_ENDPOINT: 'http://env:9000', AWS_REGION: 'eu-west-1' } });
+  t.match(minio.s3.endpoints.default, { endpoint: 'http://env:9000', region: 'eu-central-1', forcePathStyle: true }, 'the environment wins for the URL, the file for the region');
+
+  const aws = loadAgentConfig({ file: path.join(dir, 'aws.yaml'), env: { AWS_REGION: 'ap-south-1' } });
+  t.match(aws.s3.endpoints.default, { endpoint: undefined, region: 'ap-south-1' });
+
+  const bad = errorOf(() => loadAgentConfig({ file: path.join(dir, 'none.yaml'), env: { STEVEDORE_S3_ENDPOINT: 'minio:9000' } }));
+  t.match(bad.message, 's3.endpoints.default.endpoint: "minio:9000" is not an http:// or https:// URL; write the URL of the server, such as http://127.0.0.1:9000 or https://s3.example.com (set by STEVEDORE_S3_ENDPOINT)');
+  t.end();
+});
+
+void t.test('S3 endpoint and checkpoint problems name the field; secrets never show in errors', (t) => {
+  const dir = t.testdir({
+    'agent.yaml': `
+s3:
+  endpoints:
+    default:
+      endpoint: http://user:pa55word@minio:9000
+      secretAccessKey: wJalrXUtnFEMI-only-half
+      checksumMode: NEVER
+      maxAttempts: 0
+      regoin: us-east-1
+    "bad name!":
+      region: Not_A_Region
+    typed:
+      secretAccessKey: 12345
+      accessKeyId: robot
+      forcePathStyle: "yes"
+checkpoints: { partSizeMiB: 4, maxInFlightMiB: 2, rescanSeconds: 0 }
+`,
+  });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, 's3.endpoints.default.endpoint: must not carry credentials in the URL; use accessKeyId and secretAccessKey');
+  t.match(err.message, 's3.endpoints.default.checksumMode: must be WHEN_SUPPORTED or WHEN_REQUIRED');
+  t.match(err.message, 's3.endpoints.default.maxAttempts: must be at least 1');
+  t.match(err.message, 's3.endpoints.default: unknown field "regoin"');
+  t.match(err.message, 's3.endpoints.bad name!.region: "Not_A_Region" is not a region name');
+  t.match(err.message, 's3.endpoints.typed.secretAccessKey: must be a text value');
+  t.match(err.message, 's3.endpoints.typed.forcePathStyle: must be true or false');
+  t.match(err.message, 'checkpoints.partSizeMiB: must be at least 5 (S3 parts are at least 5 MiB)');
+  t.match(err.message, 'checkpoints.maxInFlightMiB: must be at least 5 MiB');
+  t.match(err.message, 'checkpoints.rescanSeconds: must be at least 0.1 seconds');
+  t.notMatch(err.message, /pa55word|wJalrXUtnFEMI|12345/);
+
+  fs.writeFileSync(path.join(dir, 'pair.yaml'), 's3: { endpoints: { "bad name!": { region: eu-west-3 }, default: { secretAccessKey: wJalrXUtnFEMI-only-half } } }\n');
+  const pair = errorOf(() => loadAgentConfig({ file: path.join(dir, 'pair.yaml'), env: {} }));
+  t.match(pair.message, 's3.endpoints.default.accessKeyId: needs both accessKeyId and secretAccessKey, or neither (for the default credential chain); accessKeyId is missing');
+  t.match(pair.message, 's3.endpoints.bad name!: "bad name!" is not a valid endpoint name');
+  t.notMatch(pair.message, /wJalrXUtnFEMI/);
+
+  fs.writeFileSync(path.join(dir, 'inflight.yaml'), 'checkpoints: { partSizeMiB: 64, maxInFlightMiB: 32 }\n');
+  t.throws(() => loadAgentConfig({ file: path.join(dir, 'inflight.yaml'), env: {} }), {
+    code: 'CONFIG_INVALID',
+    message: /checkpoints.maxInFlightMiB: 32 is below checkpoints.partSizeMiB \(64\); at least one part must fit in memory/,
+  });
   t.end();
 });
