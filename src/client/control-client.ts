@@ -10,6 +10,9 @@ import type { ListJobsRequest } from '../gen/stevedore/v1/ListJobsRequest.ts';
 import type { ListJobsResponse__Output } from '../gen/stevedore/v1/ListJobsResponse.ts';
 import type { ListNodesRequest } from '../gen/stevedore/v1/ListNodesRequest.ts';
 import type { ListNodesResponse__Output } from '../gen/stevedore/v1/ListNodesResponse.ts';
+import type { ListCheckpointsRequest } from '../gen/stevedore/v1/ListCheckpointsRequest.ts';
+import type { ListCheckpointsResponse__Output } from '../gen/stevedore/v1/ListCheckpointsResponse.ts';
+import type { Checkpoint__Output } from '../gen/stevedore/v1/Checkpoint.ts';
 import type { JobSpec } from '../spec/job-spec.ts';
 import { Backoff } from '../util/backoff.ts';
 import type { BackoffOptions } from '../util/backoff.ts';
@@ -42,7 +45,7 @@ export interface ControlClientOptions {
   clock?: Clock;
 }
 
-export type { Job__Output as JobInfo, Node__Output as NodeInfo, JobLogLine__Output as JobLogLineInfo };
+export type { Job__Output as JobInfo, Node__Output as NodeInfo, JobLogLine__Output as JobLogLineInfo, Checkpoint__Output as CheckpointInfo };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'SPEC_INVALID', 'JOB_NOT_FOUND', 'JOB_NOT_CANCELLABLE', 'GPUS_UNSATISFIABLE', 'INTERNAL',
@@ -82,6 +85,11 @@ export class ControlClient {
 
   async listNodes(): Promise<Node__Output[]> {
     return (await this.unary<ListNodesRequest, ListNodesResponse__Output>('ListNodes', this.client.listNodes.bind(this.client), {})).nodes;
+  }
+
+  /** The job's committed checkpoints, newest first (by step, then commit time). */
+  async listCheckpoints(jobId: string): Promise<Checkpoint__Output[]> {
+    return (await this.unary<ListCheckpointsRequest, ListCheckpointsResponse__Output>('ListCheckpoints', this.client.listCheckpoints.bind(this.client), { jobId })).checkpoints;
   }
 
   cancelJob(jobId: string): Promise<Job__Output> {

@@ -322,7 +322,7 @@ void t.test('the newest session for a node wins', async (t) => {
   t.equal((await s.client.listNodes())[0]?.state, 'online', 'ending the older stream did not mark the node offline');
 });
 
-void t.test('a restarted coordinator keeps jobs, attempts, logs and event ids; nodes start offline', async (t) => {
+void t.test('a restarted coordinator keeps jobs, attempts, logs, checkpoints, restores and event ids; nodes start offline', async (t) => {
   const dbPath = path.join(t.testdir(), 'state', 'coordinator.db');
   const clock = new FakeClock();
   const first = new Coordinator({ listen: '127.0.0.1:0', dbPath, clock });
@@ -335,6 +335,8 @@ void t.test('a restarted coordinator keeps jobs, attempts, logs and event ids; n
   await a.takeStart();
   await a.running(job.jobId, 1, ['GPU-node-a-0']);
   await a.logs(job.jobId, 1, [{ text: 'before restart' }]);
+  await a.restored(job.jobId, 1, { checkpointId: 'step-000010', step: 10, bytes: 100, durationMs: 5 });
+  await a.committed(job.jobId, 1, 'step-000020', 20);
   c1.close();
   await first.close();
   await first.close();
@@ -349,11 +351,13 @@ void t.test('a restarted coordinator keeps jobs, attempts, logs and event ids; n
   const lines = [];
   for await (const l of s.client.streamLogs(job.jobId)) lines.push(l.line?.text);
   t.same(lines, ['before restart']);
+  t.same((await s.client.listCheckpoints(job.jobId)).map((c) => c.checkpointId), ['step-000020'], 'checkpoints kept');
+  t.match((await s.client.getJob(job.jobId)).attempts[0], { restoredCheckpointId: 'step-000010', restoredStep: 10 }, 'the restore kept');
 
   const b = s.agent('node-a');
   const reg = await b.register({ attempts: [{ jobId: job.jobId, attempt: 1, state: 'ATTEMPT_STATE_RUNNING' }] });
-  t.equal(reg.registered?.ackedEventId, 2);
-  t.equal(await b.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0), 3);
+  t.equal(reg.registered?.ackedEventId, 4);
+  t.equal(await b.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0), 5);
   t.equal((await s.client.getJob(job.jobId)).state, 'succeeded');
   t.equal((await b.takeStart()).jobId, queued.jobId, 'the queued job is placed once GPUs are free');
 });
@@ -442,4 +446,100 @@ void t.test('logs: stored lines, then followed until the job ends', async (t) =>
   t.match((await s.client.getJob(job.jobId)).message, 'exited with code 2');
   const unknown = await rejects((async () => { for await (const _ of s.client.streamLogs('nope')) void _; })());
   t.equal(unknown.code, 'JOB_NOT_FOUND');
+});
+
+void t.test('checkpoints: stored once across a reconnect, listed newest first, the first report of a checkpoint stands', async (t) => {
+  const s = await setup(t);
+  let a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  const start = await a.takeStart();
+  t.equal(start.resume, false, 'the first attempt does not resume');
+  t.equal(await a.restored(job.jobId, 1, { checkpointId: '', step: 0, bytes: 0, durationMs: 3 }), 1);
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  await a.committed(job.jobId, 1, 'step-000100', 100);
+  await a.committed(job.jobId, 1, 'step-000300', 300, { totalBytes: 5000, uploadedBytes: 1200, files: 7, lastWriteMs: 1000, committedMs: 3500, timeToCommitMs: 2500 });
+  t.equal(await a.committed(job.jobId, 1, 'step-000200', 200), 5);
+  await a.close();
+  await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
+
+  a = s.agent('node-a');
+  const reg = await a.register({ attempts: [{ jobId: job.jobId, attempt: 1, state: 'ATTEMPT_STATE_RUNNING', gpuUuids: ['GPU-node-a-0'] }] });
+  t.equal(reg.registered?.ackedEventId, 5);
+  // The ack of event 5 was lost: the agent sends it again with the same id.
+  t.equal(await a.committed(job.jobId, 1, 'step-000200', 200, {}, 5), 5);
+  t.equal(s.coordinator.duplicateEvents, 1);
+  // An agent that crashed between its commit and its journal reports the commit again, with a new id.
+  t.equal(await a.committed(job.jobId, 1, 'step-000300', 300, { totalBytes: 1, committedMs: 9_999_999 }), 6);
+
+  const list = await s.client.listCheckpoints(job.jobId);
+  t.same(list.map((c) => c.checkpointId), ['step-000300', 'step-000200', 'step-000100'], 'each checkpoint once, newest step first');
+  t.same(list[0], {
+    jobId: job.jobId, attempt: 1, nodeId: 'node-a', checkpointId: 'step-000300', name: 'step-000300', step: 300,
+    totalBytes: 5000, uploadedBytes: 1200, files: 7, lastWriteMs: 1000, committedMs: 3500, timeToCommitMs: 2500,
+    manifestKey: `s3://ckpt-bucket/runs/${job.jobId}/step-000300/_stevedore/manifest.json`,
+  }, 'every field as first reported');
+
+  const attempt = (await s.client.getJob(job.jobId)).attempts[0];
+  t.match(attempt, { attempt: 1, resume: false, restoreReported: true, restoredCheckpointId: '', restoredStep: -1 }, 'attempt 1 started fresh');
+
+  // After the attempt ended, a late commit is still recorded: the checkpoint exists in S3.
+  await a.exited(job.jobId, 1, 'ATTEMPT_STATE_FAILED', 1);
+  await a.committed(job.jobId, 1, 'step-000400', 400);
+  t.equal((await s.client.listCheckpoints(job.jobId))[0]?.checkpointId, 'step-000400');
+
+  // A node that does not run the attempt cannot add checkpoints to the job.
+  const b = s.agent('node-b');
+  await b.register();
+  await b.committed(job.jobId, 1, 'step-999999', 999_999);
+  t.equal((await s.client.listCheckpoints(job.jobId)).length, 4);
+});
+
+void t.test('checkpoints: without a step, newest commit first; none yet is an empty list; an unknown job is NOT_FOUND', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register();
+  const job = await s.client.submitJob(spec('train', 1));
+  await a.takeStart();
+  t.same(await s.client.listCheckpoints(job.jobId), []);
+  await a.committed(job.jobId, 1, 'last.ckpt', -1, { committedMs: 2000 });
+  await a.committed(job.jobId, 1, 'last.ckpt.r2', -1, { committedMs: 3000 });
+  t.same((await s.client.listCheckpoints(job.jobId)).map((c) => [c.checkpointId, c.step]), [['last.ckpt.r2', -1], ['last.ckpt', -1]]);
+
+  let caught: unknown;
+  try {
+    await s.client.listCheckpoints('nope');
+  } catch (err) {
+    caught = err;
+  }
+  t.ok(isStevedoreError(caught, 'JOB_NOT_FOUND'), 'JOB_NOT_FOUND');
+  t.match(caught, { message: 'no job nope; `stevedore status` lists jobs', cause: { code: grpc.status.NOT_FOUND } });
+});
+
+void t.test('resume: attempt 1 starts fresh; the attempt placed again after a GPUS_UNAVAILABLE refusal resumes, and its restore is in the history', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register({ gpus: 2 });
+  const job = await s.client.submitJob(spec('train', 2));
+  const first = await a.takeStart({ accepted: false, code: 'GPUS_UNAVAILABLE', message: 'GPU-node-a-1 is busy' });
+  t.equal(first.attempt, 1);
+  t.equal(first.resume, false, 'attempt 1: no resume');
+  await eventually(async () => (await s.client.getJob(job.jobId)).state === 'queued');
+  s.clock.advance(6000);
+  const second = await a.takeStart();
+  t.equal(second.attempt, 2);
+  t.equal(second.resume, true, 'attempt 2 resumes from the newest committed checkpoint');
+  await a.restored(job.jobId, 2, {
+    checkpointId: 'step-000300', step: 300, bytes: 4096, durationMs: 850,
+    skipped: ['step-000400: model.pt has sha256 0f0f..., the manifest says 1a1a...'],
+  });
+  await a.running(job.jobId, 2, ['GPU-node-a-0', 'GPU-node-a-1']);
+  const view = await s.client.getJob(job.jobId);
+  t.match(view.attempts, [
+    { attempt: 1, resume: false, restoreReported: false, restoredCheckpointId: '' },
+    {
+      attempt: 2, resume: true, restoreReported: true, restoredCheckpointId: 'step-000300', restoredStep: 300,
+      restoredBytes: 4096, restoreDurationMs: 850, restoreSkipped: ['step-000400: model.pt has sha256 0f0f..., the manifest says 1a1a...'],
+    },
+  ]);
 });

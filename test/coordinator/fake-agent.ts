@@ -4,6 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { v1 } from '../../src/proto/load.ts';
 import type { AgentMessage, CoordinatorMessage__Output, Inventory } from '../../src/proto/load.ts';
 import type { AttemptStatus } from '../../src/gen/stevedore/v1/AttemptStatus.ts';
+import type { CheckpointCommitted } from '../../src/gen/stevedore/v1/CheckpointCommitted.ts';
+import type { CheckpointRestored } from '../../src/gen/stevedore/v1/CheckpointRestored.ts';
 import type { AgentSessionClient } from '../../src/gen/stevedore/v1/AgentSession.ts';
 import type { Clock, Timer } from '../../src/util/clock.ts';
 import type { JobSpec } from '../../src/spec/job-spec.ts';
@@ -111,7 +113,7 @@ export class FakeAgent {
   }
 
   /** Waits for the next startJob command and acknowledges it (accepted unless refused). */
-  async takeStart(ack: { accepted: boolean; code?: string; message?: string } | null = { accepted: true }): Promise<{ commandId: string; jobId: string; attempt: number; spec: unknown }> {
+  async takeStart(ack: { accepted: boolean; code?: string; message?: string } | null = { accepted: true }): Promise<{ commandId: string; jobId: string; attempt: number; spec: unknown; resume: boolean }> {
     const m = await this.next((x) => x.command?.body === 'startJob');
     const cmd = m.command;
     const start = cmd?.startJob;
@@ -119,7 +121,7 @@ export class FakeAgent {
     if (ack) {
       this.send({ commandAck: { commandId: cmd.commandId, accepted: ack.accepted, ...(ack.accepted ? {} : { error: { code: ack.code ?? '', message: ack.message ?? '' } }) } });
     }
-    return { commandId: cmd.commandId, jobId: start.jobId, attempt: start.attempt, spec: start.spec };
+    return { commandId: cmd.commandId, jobId: start.jobId, attempt: start.attempt, spec: start.spec, resume: start.resume };
   }
 
   /** Sends an event with the next event id (or the given one) and waits for its ack. */
@@ -140,6 +142,30 @@ export class FakeAgent {
 
   logs(jobId: string, attempt: number, lines: { stream?: string; text: string }[], eventId?: number): Promise<number> {
     return this.event(jobId, attempt, { logs: { lines: lines.map((l) => ({ timeMs: Date.now(), stream: l.stream ?? 'stdout', text: l.text })) } }, eventId);
+  }
+
+  /** A checkpointCommitted event for a checkpoint named `name`; fields default to plausible values. */
+  committed(jobId: string, attempt: number, name: string, step: number, extra: Partial<CheckpointCommitted> = {}, eventId?: number): Promise<number> {
+    const committedMs = 1_700_000_100_000 + step;
+    return this.event(jobId, attempt, {
+      checkpointCommitted: {
+        checkpointId: name,
+        name,
+        step,
+        totalBytes: 3 * 1024 ** 3,
+        uploadedBytes: 1024 ** 3,
+        files: 4,
+        lastWriteMs: committedMs - 1500,
+        committedMs,
+        timeToCommitMs: 1500,
+        manifestKey: `s3://ckpt-bucket/runs/${jobId}/${name}/_stevedore/manifest.json`,
+        ...extra,
+      },
+    }, eventId);
+  }
+
+  restored(jobId: string, attempt: number, body: CheckpointRestored): Promise<number> {
+    return this.event(jobId, attempt, { checkpointRestored: body });
   }
 
   heartbeat(): Promise<CoordinatorMessage__Output> {
