@@ -1,0 +1,129 @@
+import t from 'tap';
+import { setImmediate as tick } from 'node:timers/promises';
+import { ByteBudget } from '../../src/checkpoint/byte-budget.ts';
+import { throwsCode } from '../helpers/assert.ts';
+
+void t.test('grants while the bytes fit and makes later requests wait for a release', async (t) => {
+  const budget = new ByteBudget(100);
+  t.equal(budget.limit, 100);
+  const a = await budget.acquire(60);
+  const b = await budget.acquire(40);
+  t.equal(budget.inUse, 100);
+  let granted = false;
+  const pending = budget.acquire(30).then((release) => {
+    granted = true;
+    return release;
+  });
+  await tick();
+  t.notOk(granted, 'a request over the limit waits');
+  a();
+  const c = await pending;
+  t.ok(granted);
+  t.equal(budget.inUse, 70);
+  b();
+  c();
+  t.equal(budget.inUse, 0);
+});
+
+void t.test('release is idempotent', async (t) => {
+  const budget = new ByteBudget(10);
+  const release = await budget.acquire(10);
+  release();
+  release();
+  t.equal(budget.inUse, 0);
+  const again = await budget.acquire(10);
+  t.equal(budget.inUse, 10, 'a second release of the first grant did not free the second');
+  release();
+  t.equal(budget.inUse, 10);
+  again();
+});
+
+void t.test('waiters are served in arrival order: a large request is not starved by small ones', async (t) => {
+  const budget = new ByteBudget(100);
+  const first = await budget.acquire(90);
+  const order: string[] = [];
+  const big = budget.acquire(80).then((r) => {
+    order.push('big');
+    return r;
+  });
+  const small = budget.acquire(5).then((r) => {
+    order.push('small');
+    return r;
+  });
+  await tick();
+  t.same(order, [], 'the small request does not overtake the waiting large one even though it would fit');
+  first();
+  const releaseBig = await big;
+  const releaseSmall = await small;
+  t.same(order, ['big', 'small']);
+  t.equal(budget.inUse, 85);
+  releaseBig();
+  releaseSmall();
+});
+
+void t.test('a request larger than the limit is granted alone', async (t) => {
+  const budget = new ByteBudget(10);
+  const held = await budget.acquire(4);
+  let granted = false;
+  const huge = budget.acquire(25).then((r) => {
+    granted = true;
+    return r;
+  });
+  await tick();
+  t.notOk(granted, 'waits while anything else is held');
+  held();
+  const release = await huge;
+  t.equal(budget.inUse, 25);
+  let next = false;
+  const after = budget.acquire(1).then((r) => {
+    next = true;
+    return r;
+  });
+  await tick();
+  t.notOk(next, 'nothing else is granted beside it');
+  release();
+  (await after)();
+  t.equal(budget.inUse, 0);
+});
+
+void t.test('an aborted wait rejects, takes nothing and unblocks the requests behind it', async (t) => {
+  const budget = new ByteBudget(100);
+  const held = await budget.acquire(50);
+  const controller = new AbortController();
+  const blocked = budget.acquire(80, controller.signal);
+  const behind = budget.acquire(40);
+  controller.abort(new Error('job stopped'));
+  await t.rejects(blocked, { message: 'job stopped' });
+  const release = await behind;
+  t.equal(budget.inUse, 90);
+  release();
+  held();
+  await t.rejects(budget.acquire(1, AbortSignal.abort(new Error('already'))), { message: 'already' });
+  t.equal(budget.inUse, 0);
+});
+
+void t.test('never more than the limit in use under many concurrent holders', async (t) => {
+  const budget = new ByteBudget(1000);
+  let peak = 0;
+  const work = Array.from({ length: 200 }, async (_, i) => {
+    const bytes = 50 + ((i * 37) % 300);
+    const release = await budget.acquire(bytes);
+    peak = Math.max(peak, budget.inUse);
+    await new Promise((r) => setTimeout(r, i % 3));
+    release();
+  });
+  await Promise.all(work);
+  t.ok(peak <= 1000, `peak ${peak} within the limit`);
+  t.ok(peak > 500, 'the budget was actually shared by several holders');
+  t.equal(budget.inUse, 0);
+});
+
+void t.test('invalid limits and requests are refused', async (t) => {
+  throwsCode(t, () => new ByteBudget(0), 'CONFIG_INVALID', /positive whole number/);
+  throwsCode(t, () => new ByteBudget(1.5), 'CONFIG_INVALID');
+  const budget = new ByteBudget(10);
+  await t.rejects(budget.acquire(-1), { code: 'INTERNAL' });
+  const none = await budget.acquire(0);
+  t.equal(budget.inUse, 0);
+  none();
+});
