@@ -90,5 +90,5 @@ export class ByteBudget {
 
 function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new StevedoreError('INTERNAL', `byte budget: the wait was cancelled${reason === undefined ? '' : `: ${String(reason)}`}`);
+  return reason instanceof Error ? reason : new StevedoreError('INTERNAL', 'byte budget: the wait was cancelled', { cause: reason });
 }
