@@ -8,6 +8,7 @@ import { registerSubmit } from './commands/submit.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerLogs } from './commands/logs.ts';
 import { registerCancel } from './commands/cancel.ts';
+import { registerCheckpoints } from './commands/checkpoints.ts';
 
 export function buildProgram(): Command {
   const program = new Command('stevedore')
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerLogs(program);
   registerCancel(program);
+  registerCheckpoints(program);
   return program;
 }
 

@@ -38,6 +38,20 @@ export function spec(name: string, gpus: number, extra: Partial<JobSpec> = {}): 
   };
 }
 
+/** A checkpoint section for specs of jobs whose checkpoints the agent manages. */
+export const CHECKPOINT: NonNullable<JobSpec['checkpoint']> = {
+  path: '/checkpoints',
+  destination: 's3://ckpt-bucket/runs',
+  endpoint: 'default',
+  rule: 'dcp',
+  marker: '',
+  quiescenceSeconds: 0,
+  keep: 3,
+  keepEvery: 0,
+  signal: 'SIGUSR1',
+  resume: false,
+};
+
 type Pred = (m: CoordinatorMessage__Output) => boolean;
 
 export class FakeAgent {

@@ -2,7 +2,8 @@
 // job with its attempts. `--agent` asks the agent on this host instead.
 import type { Command } from 'commander';
 import { COORDINATOR_OPTION_HELP, withControlClient } from '../../client/control-client.ts';
-import type { JobInfo, NodeInfo } from '../../client/control-client.ts';
+import type { CheckpointInfo, JobInfo, NodeInfo } from '../../client/control-client.ts';
+import { messageOf } from '../../util/errors.ts';
 import { formatTable, printJson } from '../output.ts';
 
 const ACTIVE_JOB_STATES = new Set(['scheduled', 'running', 'cancelling']);
@@ -66,17 +67,43 @@ export function formatOverview(nodes: NodeInfo[], jobs: JobInfo[], now: number):
   return `${nodeTable}\n\n${jobTable}\n`;
 }
 
-export function formatJob(job: JobInfo, now: number): string {
+type AttemptInfo = JobInfo['attempts'][number];
+
+/** A checkpoint as people name it: its id, with its step when it has one. */
+function checkpointName(id: string, step: number): string {
+  return step >= 0 ? `${id} (step ${step})` : id;
+}
+
+/** What an attempt started from: a checkpoint, "fresh", or "-" when not reported. */
+export function restoredFrom(a: AttemptInfo): string {
+  if (!a.restoreReported) return '-';
+  if (!a.restoredCheckpointId) return 'fresh';
+  const skipped = a.restoreSkipped.length > 0 ? `, ${a.restoreSkipped.length} newer skipped` : '';
+  return `${checkpointName(a.restoredCheckpointId, a.restoredStep)}${skipped}`;
+}
+
+/** The checkpoints line: how many are committed and the newest, or why there are none. */
+export function checkpointSummary(job: JobInfo, checkpoints: CheckpointInfo[] | Error, now: number): string {
+  if (checkpoints instanceof Error) return `unknown (${checkpoints.message})`;
+  const newest = checkpoints[0];
+  if (!newest) return job.spec?.checkpoint ? 'none committed yet' : 'not managed (the spec has no checkpoint section)';
+  const age = newest.committedMs ? `, committed ${formatAge(now - newest.committedMs)} ago` : '';
+  return `${checkpoints.length} committed; newest ${checkpointName(newest.checkpointId, newest.step)}${age}`;
+}
+
+/** One job with its attempts; checkpoints as ListCheckpoints answered (an Error when it failed). */
+export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo[] | Error = []): string {
   const spec = job.spec;
   const lines = [
-    `job:      ${job.jobId}`,
-    `state:    ${job.state}`,
-    `message:  ${job.message || '-'}`,
-    `image:    ${spec?.image ?? '-'}`,
-    `command:  ${spec?.command.length ? spec.command.join(' ') : '(image default)'}`,
-    `gpus:     ${spec?.resources?.gpus ?? 0}`,
-    `created:  ${new Date(job.createdMs).toISOString()} (${formatAge(now - job.createdMs)} ago)`,
-    `updated:  ${new Date(job.updatedMs).toISOString()} (${formatAge(now - job.updatedMs)} ago)`,
+    `job:         ${job.jobId}`,
+    `state:       ${job.state}`,
+    `message:     ${job.message || '-'}`,
+    `image:       ${spec?.image ?? '-'}`,
+    `command:     ${spec?.command.length ? spec.command.join(' ') : '(image default)'}`,
+    `gpus:        ${spec?.resources?.gpus ?? 0}`,
+    `checkpoints: ${checkpointSummary(job, checkpoints, now)}`,
+    `created:     ${new Date(job.createdMs).toISOString()} (${formatAge(now - job.createdMs)} ago)`,
+    `updated:     ${new Date(job.updatedMs).toISOString()} (${formatAge(now - job.updatedMs)} ago)`,
     '',
   ];
   if (job.attempts.length === 0) {
@@ -84,7 +111,7 @@ export function formatJob(job: JobInfo, now: number): string {
   } else {
     lines.push('attempts:');
     lines.push(formatTable(
-      ['ATTEMPT', 'NODE', 'STATE', 'GPUS', 'EXIT', 'STARTED', 'ENDED', 'MESSAGE'],
+      ['ATTEMPT', 'NODE', 'STATE', 'GPUS', 'EXIT', 'STARTED', 'ENDED', 'RESTORED FROM', 'MESSAGE'],
       job.attempts.map((a) => [
         String(a.attempt),
         a.nodeId,
@@ -93,9 +120,13 @@ export function formatJob(job: JobInfo, now: number): string {
         a.hasExitCode ? String(a.exitCode) : '-',
         a.startedMs ? `${formatAge(now - a.startedMs)} ago` : '-',
         a.endedMs ? `${formatAge(now - a.endedMs)} ago` : '-',
+        restoredFrom(a),
         a.message || '-',
       ]),
     ));
+    for (const a of job.attempts) {
+      for (const skipped of a.restoreSkipped) lines.push(`attempt ${a.attempt} skipped ${skipped}`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }
@@ -123,8 +154,16 @@ export function registerStatus(program: Command): void {
       await withControlClient(flags.coordinator, async (client) => {
         if (jobId !== undefined) {
           const job = await client.getJob(jobId);
-          if (flags.json) printJson(job);
-          else process.stdout.write(formatJob(job, Date.now()));
+          // The checkpoints are a secondary part of the answer: a failure to list them is shown, not fatal.
+          const checkpoints = await client.listCheckpoints(jobId).catch((err: unknown) => new Error(messageOf(err)));
+          if (flags.json) {
+            const summary = checkpoints instanceof Error
+              ? { error: checkpoints.message }
+              : { committed: checkpoints.length, newest: checkpoints[0] ?? null };
+            printJson({ ...job, checkpoints: summary });
+          } else {
+            process.stdout.write(formatJob(job, Date.now(), checkpoints));
+          }
           return;
         }
         const [nodes, jobs] = await Promise.all([client.listNodes(), client.listJobs()]);

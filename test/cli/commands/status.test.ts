@@ -1,7 +1,7 @@
 import t from 'tap';
 import { ControlClient } from '../../../src/client/control-client.ts';
 import { runCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { FakeAgent, spec } from '../../coordinator/fake-agent.ts';
+import { CHECKPOINT, FakeAgent, spec } from '../../coordinator/fake-agent.ts';
 
 void t.test('status shows nodes and jobs, human and JSON; status JOB shows the attempts', async (t) => {
   const { address, env } = await startTestCoordinator(t);
@@ -34,9 +34,10 @@ void t.test('status shows nodes and jobs, human and JSON; status JOB shows the a
   await agent.exited(start.jobId, 1, 'ATTEMPT_STATE_FAILED', 137);
   const one = await runCli(['status', running.jobId], env);
   t.equal(one.code, 0, one.stderr);
-  t.match(one.stdout, `job:      ${running.jobId}\nstate:    failed\nmessage:  exited with code 137`);
-  t.match(one.stdout, /ATTEMPT\s+NODE\s+STATE\s+GPUS\s+EXIT\s+STARTED\s+ENDED\s+MESSAGE/);
-  t.match(one.stdout, /1\s+node-a\s+failed\s+GPU-node-a-0,GPU-node-a-1\s+137\s+\d+s ago\s+\d+s ago\s+exited with code 137/);
+  t.match(one.stdout, `job:         ${running.jobId}\nstate:       failed\nmessage:     exited with code 137`);
+  t.match(one.stdout, '\ncheckpoints: not managed (the spec has no checkpoint section)\n');
+  t.match(one.stdout, /ATTEMPT\s+NODE\s+STATE\s+GPUS\s+EXIT\s+STARTED\s+ENDED\s+RESTORED FROM\s+MESSAGE/);
+  t.match(one.stdout, /1\s+node-a\s+failed\s+GPU-node-a-0,GPU-node-a-1\s+137\s+\d+s ago\s+\d+s ago\s+-\s+exited with code 137/);
   const oneJson = await runCli(['status', waiting.jobId, '--json'], env);
   t.match(JSON.parse(oneJson.stdout), { jobId: waiting.jobId, state: 'scheduled', attempts: [{ attempt: 1, nodeId: 'node-a' }] }, 'placed once GPUs were freed');
 });
@@ -48,4 +49,55 @@ void t.test('status of an unknown job says how to list jobs', async (t) => {
   t.equal(r.stderr, 'stevedore: no job nope; `stevedore status` lists jobs [JOB_NOT_FOUND]\n');
   const empty = await runCli(['status'], env);
   t.equal(empty.stdout, 'no nodes have registered yet\n\nno jobs yet: submit one with `stevedore submit SPEC.yaml`\n');
+});
+
+void t.test('status JOB shows the committed checkpoints and what each attempt was restored from', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const a = new FakeAgent(address, 'node-a');
+  const b = new FakeAgent(address, 'node-b');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    a.kill();
+    b.kill();
+    client.close();
+  });
+  await a.register({ gpus: 2 });
+  await b.register({ gpus: 2 });
+  const job = await client.submitJob(spec('train', 2, { checkpoint: CHECKPOINT }));
+  // node-a finds its GPUs taken: the job is placed again, on node-b, as attempt 2, which resumes.
+  await a.takeStart({ accepted: false, code: 'GPUS_UNAVAILABLE', message: 'GPU-node-a-1 is busy' });
+  const second = await b.takeStart();
+  t.match(second, { attempt: 2, resume: true });
+  await b.restored(job.jobId, 2, { checkpointId: 'step-000100', step: 100, bytes: 4096, durationMs: 900, skipped: ['step-000150: model.pt is 10 bytes short'] });
+  await b.running(job.jobId, 2, ['GPU-node-b-0', 'GPU-node-b-1']);
+
+  const before = await runCli(['status', job.jobId], env);
+  t.equal(before.code, 0, before.stderr);
+  t.match(before.stdout, '\ncheckpoints: none committed yet\n');
+
+  await b.committed(job.jobId, 2, 'step-000200', 200, { committedMs: Date.now() - 2 * 60_000 });
+  await b.committed(job.jobId, 2, 'step-000300', 300, { committedMs: Date.now() - 60_000 });
+  const human = await runCli(['status', job.jobId], env);
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, '\ncheckpoints: 2 committed; newest step-000300 (step 300), committed 1m ago\n');
+  t.match(human.stdout, /\n1\s+node-a\s+failed\s+-\s+-\s+\d+s ago\s+\d+s ago\s+-\s+GPU-node-a-1 is busy\n/, 'attempt 1 never restored anything');
+  t.match(human.stdout, /\n2\s+node-b\s+running\s+GPU-node-b-0,GPU-node-b-1\s+-\s+\d+s ago\s+-\s+step-000100 \(step 100\), 1 newer skipped\s+-\n/);
+  t.match(human.stdout, '\nattempt 2 skipped step-000150: model.pt is 10 bytes short\n');
+
+  const json = await runCli(['status', job.jobId, '--json'], env);
+  t.match(JSON.parse(json.stdout), {
+    jobId: job.jobId,
+    checkpoints: { committed: 2, newest: { checkpointId: 'step-000300', step: 300, attempt: 2, nodeId: 'node-b' } },
+    attempts: [
+      { attempt: 1, resume: false, restoreReported: false },
+      { attempt: 2, resume: true, restoreReported: true, restoredCheckpointId: 'step-000100', restoredStep: 100 },
+    ],
+  });
+
+  const fresh = await client.submitJob(spec('other', 2, { checkpoint: CHECKPOINT }));
+  const start = await a.takeStart();
+  t.equal(start.jobId, fresh.jobId);
+  await a.restored(fresh.jobId, 1, { checkpointId: '', durationMs: 12 });
+  const freshStatus = await runCli(['status', fresh.jobId], env);
+  t.match(freshStatus.stdout, /\n1\s+node-a\s+accepted\s+-\s+-\s+\d+s ago\s+-\s+fresh\s+-\n/, 'nothing committed: started fresh');
 });
