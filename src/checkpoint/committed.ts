@@ -6,7 +6,7 @@
 // and referenced by the later checkpoints' manifests).
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { Logger } from '../util/logger.ts';
-import { messageOf } from '../util/errors.ts';
+import { isStevedoreError, messageOf } from '../util/errors.ts';
 import { checkpointIdOfManifestKey, compareNewestFirst, joinKey, manifestKey, parseManifest, type Manifest } from './manifest.ts';
 
 /** How many manifests are fetched at once. */
@@ -41,11 +41,20 @@ export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn
   return results;
 }
 
+/** Whether a store error says the object does not exist. */
+export function isNotFound(err: unknown): boolean {
+  if (isStevedoreError(err, 'OBJECT_NOT_FOUND')) return true;
+  const name = (err as { name?: unknown } | null | undefined)?.name;
+  return name === 'NoSuchKey' || name === 'NotFound';
+}
+
 /**
- * Every committed checkpoint under `prefix`, newest first. A manifest that
- * cannot be read or is not a valid Stevedore manifest (or names another
- * checkpoint than its key) is skipped with a warning naming its key: it does
- * not make a checkpoint exist. A failure to list throws.
+ * Every committed checkpoint under `prefix`, newest first. A manifest that is
+ * not JSON or not a valid Stevedore manifest (or names another checkpoint than
+ * its key) is skipped with a warning naming its key: it does not make a
+ * checkpoint exist. A manifest deleted between the listing and its fetch is
+ * left out. Any other failure (listing, or fetching a manifest) throws: an
+ * incomplete list would make a restore pick an older checkpoint, or none.
  */
 export async function listCommitted(store: ObjectStore, prefix: string, logger?: Logger): Promise<{ manifest: Manifest; key: string }[]> {
   const head = prefix === '' ? '' : `${prefix}/`;
@@ -61,8 +70,14 @@ export async function listCommitted(store: ObjectStore, prefix: string, logger?:
       }
       return { manifest, key };
     } catch (err) {
-      logger?.warn({ key, err: messageOf(err) }, `skipping manifest s3://${store.bucket}/${key}: ${messageOf(err)}; the checkpoint it describes is not used (remove or fix the manifest)`);
-      return undefined;
+      if (isStevedoreError(err, 'CHECKPOINT_CORRUPT')) {
+        logger?.warn({ key, err: messageOf(err) }, `skipping manifest s3://${store.bucket}/${key}: ${messageOf(err)}; the checkpoint it describes is not used (remove or fix the manifest)`);
+        return undefined;
+      }
+      // Deleted since the listing (retention elsewhere): that checkpoint no longer exists.
+      if (isNotFound(err)) return undefined;
+      // Any other failure (the endpoint unreachable, access denied) would make the list silently incomplete.
+      throw err;
     }
   });
   const committed = fetched.filter((c) => c !== undefined);
