@@ -1,0 +1,373 @@
+// Restore before a job starts: the newest committed checkpoint that downloads
+// and verifies completely is put in place under its own name in the job's
+// checkpoint directory.
+//
+// Every file is downloaded into a staging directory inside the target
+// directory (same filesystem, so the final move is a rename), its size and
+// SHA-256 checked against the manifest, flushed to disk, and only then is the
+// checkpoint renamed to <targetDir>/<name>. A checkpoint whose objects are
+// missing or differ from the manifest is skipped (the reason is logged and
+// returned) and the next older one is tried. Any other failure (the endpoint
+// unreachable, access denied, a full disk) throws: falling back to an older
+// checkpoint because of a passing outage would silently throw away training.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { Clock } from '../util/clock.ts';
+import type { Logger } from '../util/logger.ts';
+import { StevedoreError, isStevedoreError, messageOf } from '../util/errors.ts';
+import { formatBytes } from '../util/size.ts';
+import { fsyncDir } from '../util/atomic-file.ts';
+import { isNotFound, listCommitted, mapConcurrent } from './committed.ts';
+import type { Manifest, ManifestFile } from './manifest.ts';
+
+export interface RestoreResult {
+  manifest: Manifest;
+  /** Host path of the restored checkpoint: <targetDir>/<manifest.name>. */
+  path: string;
+  /** Bytes of the restored checkpoint (the sum of its files). */
+  bytes: number;
+  durationMs: number;
+  /** Newer committed checkpoints that could not be restored, newest first, with the reason. */
+  skipped: { checkpointId: string; reason: string }[];
+}
+
+export interface RestoreOptions {
+  store: ObjectStore;
+  /** The job's checkpoint prefix in the bucket (no trailing slash). */
+  prefix: string;
+  /** The host directory the job's checkpoint directory is; created when missing. */
+  targetDir: string;
+  logger: Logger;
+  clock: Clock;
+  /** Requests in flight at once; default 8. */
+  concurrency?: number;
+  /** Files larger than this are fetched in ranged GETs of this size, in parallel; default 16 MiB. */
+  rangeBytes?: number;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_RESTORE_CONCURRENCY = 8;
+export const DEFAULT_RANGE_BYTES = 16 * 1024 * 1024;
+
+/** Names of the restore's own entries in the target directory; nothing else starts with these. */
+const STAGING_PREFIX = '.stevedore-restore-';
+const ASIDE_PREFIX = '.stevedore-replaced-';
+
+/** A checkpoint that is not what its manifest says: skip it and try an older one. */
+class NotRestorable extends Error {
+  override name = 'NotRestorable';
+}
+
+/** Admits at most `limit` holders at a time. */
+class Semaphore {
+  private available: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.available = limit;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.available > 0) this.available--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.available++;
+    }
+  }
+}
+
+/**
+ * Restores the newest committed checkpoint under `prefix` into `targetDir`.
+ * Returns undefined when nothing is committed (the job starts fresh). Throws
+ * CHECKPOINT_CORRUPT when checkpoints are committed but none of them can be
+ * restored, and CHECKPOINT_RESTORE_FAILED (or the store's own error) when the
+ * restore cannot proceed at all.
+ */
+export async function restoreNewest(opts: RestoreOptions): Promise<RestoreResult | undefined> {
+  const { store, prefix, targetDir, logger, clock, signal } = opts;
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_RESTORE_CONCURRENCY));
+  const rangeBytes = Math.max(1, Math.floor(opts.rangeBytes ?? DEFAULT_RANGE_BYTES));
+  const where = `s3://${store.bucket}/${prefix}`;
+  const started = clock.now();
+
+  signal?.throwIfAborted();
+  const committed = await listCommitted(store, prefix, logger);
+  if (committed.length === 0) {
+    logger.info({ destination: where }, `no committed checkpoint under ${where}: the job starts fresh`);
+    return undefined;
+  }
+
+  try {
+    await fsp.mkdir(targetDir, { recursive: true });
+  } catch (err) {
+    throw new StevedoreError('CHECKPOINT_RESTORE_FAILED', `cannot create the checkpoint directory ${targetDir} to restore into: ${messageOf(err)}; check that the agent can write there`, { cause: err });
+  }
+  await removeLeftovers(targetDir, logger);
+
+  const skipped: RestoreResult['skipped'] = [];
+  for (const [index, { manifest, key }] of committed.entries()) {
+    signal?.throwIfAborted();
+    const attemptStart = clock.now();
+    logger.info({ checkpointId: manifest.checkpointId, step: manifest.step, bytes: manifest.totalBytes, files: manifest.files.length, manifest: key }, `restoring checkpoint ${manifest.checkpointId} (${formatBytes(manifest.totalBytes)} in ${manifest.files.length} files) from ${where}`);
+    try {
+      const finalPath = await restoreOne({ store, manifest, targetDir, concurrency, rangeBytes, signal });
+      const bytes = manifest.files.reduce((sum, f) => sum + f.size, 0);
+      const end = clock.now();
+      const seconds = Math.max(end - attemptStart, 1) / 1000;
+      logger.info(
+        { checkpointId: manifest.checkpointId, step: manifest.step, path: finalPath, bytes, durationMs: end - started, skipped: skipped.length },
+        `restored checkpoint ${manifest.checkpointId} to ${finalPath}: ${formatBytes(bytes)} in ${seconds.toFixed(1)} s (${formatBytes(Math.round(bytes / seconds))}/s)`,
+      );
+      return { manifest, path: finalPath, bytes, durationMs: end - started, skipped };
+    } catch (err) {
+      if (!(err instanceof NotRestorable)) throw err;
+      skipped.push({ checkpointId: manifest.checkpointId, reason: err.message });
+      const next = committed[index + 1];
+      logger.warn(
+        { checkpointId: manifest.checkpointId, reason: err.message },
+        `checkpoint ${manifest.checkpointId} cannot be restored: ${err.message}; ${next ? `falling back to the previous committed checkpoint ${next.manifest.checkpointId}` : 'no older committed checkpoint is left'}`,
+      );
+    }
+  }
+  throw new StevedoreError(
+    'CHECKPOINT_CORRUPT',
+    `none of the ${committed.length} committed checkpoint(s) under ${where} could be restored (${skipped.map((s) => `${s.checkpointId}: ${s.reason}`).join('; ')}); ` +
+      'inspect the objects in the bucket, or remove the checkpoints\' manifests to start the job fresh',
+  );
+}
+
+/** Downloads, verifies and moves one checkpoint into place; returns its final path. */
+async function restoreOne(args: { store: ObjectStore; manifest: Manifest; targetDir: string; concurrency: number; rangeBytes: number; signal: AbortSignal | undefined }): Promise<string> {
+  const { store, manifest, targetDir, concurrency, rangeBytes } = args;
+  const name = manifest.name;
+  if (name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.startsWith(STAGING_PREFIX) || name.startsWith(ASIDE_PREFIX)) {
+    throw new NotRestorable(`its name ${JSON.stringify(name)} is not a valid file name`);
+  }
+  if (manifest.kind === 'file' && manifest.files.length !== 1) {
+    throw new NotRestorable(`it is a single-file checkpoint but its manifest lists ${manifest.files.length} files`);
+  }
+  await checkFreeSpace(targetDir, manifest);
+
+  const staging = await fsp.mkdtemp(path.join(targetDir, STAGING_PREFIX));
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(args.signal?.reason);
+  args.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    // The checkpoint is assembled as <staging>/payload, then renamed to <targetDir>/<name>.
+    const payload = path.join(staging, 'payload');
+    const dirs = new Set<string>();
+    if (manifest.kind === 'directory') {
+      await fsp.mkdir(payload);
+      dirs.add(payload);
+    }
+    const destinations = manifest.files.map((file) => {
+      const dest = manifest.kind === 'file' ? payload : path.join(payload, ...file.path.split('/').filter((p) => p !== ''));
+      if (manifest.kind === 'directory' && !dest.startsWith(`${payload}${path.sep}`)) throw new NotRestorable(`file ${JSON.stringify(file.path)} lies outside the checkpoint`);
+      for (let d = path.dirname(dest); d.startsWith(`${payload}${path.sep}`); d = path.dirname(d)) dirs.add(d);
+      return dest;
+    });
+    const seen = new Set<string>();
+    for (const [i, dest] of destinations.entries()) {
+      if (seen.has(dest) || dirs.has(dest)) throw new NotRestorable(`its manifest lists ${JSON.stringify(manifest.files[i]?.path)} twice, or as both a file and a directory`);
+      seen.add(dest);
+    }
+    const semaphore = new Semaphore(concurrency);
+    const ctx: FileContext = { store, semaphore, rangeBytes, signal: controller.signal };
+    await mapConcurrent(manifest.files, concurrency, async (file, i) => {
+      const dest = destinations[i] as string;
+      try {
+        await fsp.mkdir(path.dirname(dest), { recursive: true });
+        await downloadFile(ctx, file, dest);
+      } catch (err) {
+        // Stop the other downloads at once: this checkpoint is not going to be restored.
+        controller.abort(err);
+        throw err;
+      }
+    });
+    // Deepest first, so that each directory's new entries are durable before it is itself named.
+    for (const dir of [...dirs].sort((a, b) => b.length - a.length)) fsyncDir(dir);
+    fsyncDir(staging);
+
+    const finalPath = path.join(targetDir, name);
+    await moveIntoPlace(payload, finalPath, targetDir);
+    return finalPath;
+  } catch (err) {
+    if (args.signal?.aborted) throw args.signal.reason;
+    throw classify(err, manifest);
+  } finally {
+    args.signal?.removeEventListener('abort', onAbort);
+    await fsp.rm(staging, { recursive: true, force: true });
+  }
+}
+
+interface FileContext {
+  store: ObjectStore;
+  semaphore: Semaphore;
+  rangeBytes: number;
+  signal: AbortSignal;
+}
+
+/** Downloads one file to `dest` and checks its size and SHA-256 against the manifest. */
+async function downloadFile(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
+  if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
+  else await downloadWhole(ctx, file, dest);
+}
+
+async function downloadWhole(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
+  await ctx.semaphore.run(async () => {
+    ctx.signal.throwIfAborted();
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const body = await ctx.store.getObjectStream(file.key, { signal: ctx.signal });
+    const fh = await fsp.open(dest, 'wx', 0o644);
+    try {
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done): void {
+          const at = bytes;
+          bytes += chunk.length;
+          if (bytes > file.size) {
+            done(new NotRestorable(`object ${file.key} for ${file.path} is larger than the ${file.size} bytes the manifest lists`));
+            return;
+          }
+          hash.update(chunk);
+          writeAll(fh, chunk, at).then(() => done(), done);
+        },
+      });
+      await pipeline(body, sink, { signal: ctx.signal });
+      verify(file, bytes, hash.digest('hex'));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+/** Writes all of `data` at `position`. */
+async function writeAll(fh: fsp.FileHandle, data: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    const { bytesWritten } = await fh.write(data, written, data.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+/** A large file: its ranges are fetched in parallel and written at their offsets; the finished file is hashed. */
+async function downloadRanges(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
+  const info = await ctx.semaphore.run(() => ctx.store.headObject(file.key, { signal: ctx.signal }));
+  if (!info) throw new NotRestorable(`object ${file.key} for ${file.path} is missing`);
+  if (info.size !== file.size) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${info.size} bytes, the manifest lists ${file.size}`);
+  const ranges: { start: number; end: number }[] = [];
+  for (let start = 0; start < file.size; start += ctx.rangeBytes) ranges.push({ start, end: Math.min(start + ctx.rangeBytes, file.size) - 1 });
+  const fh = await fsp.open(dest, 'wx', 0o644);
+  try {
+    await fh.truncate(file.size);
+    // The shared semaphore bounds the requests; this bound only keeps idle waiters few.
+    await mapConcurrent(ranges, ranges.length, (range) =>
+      ctx.semaphore.run(async () => {
+        ctx.signal.throwIfAborted();
+        const data = await ctx.store.getObject(file.key, { range, signal: ctx.signal });
+        const expected = range.end - range.start + 1;
+        if (data.length !== expected) throw new NotRestorable(`object ${file.key} for ${file.path} returned ${data.length} bytes for the range ${range.start}-${range.end}, expected ${expected}`);
+        await writeAll(fh, data, range.start);
+      }),
+    );
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  const hash = createHash('sha256');
+  let bytes = 0;
+  await pipeline(
+    fs.createReadStream(dest),
+    new Writable({
+      write(chunk: Buffer, _enc, done): void {
+        bytes += chunk.length;
+        hash.update(chunk);
+        done();
+      },
+    }),
+    { signal: ctx.signal },
+  );
+  verify(file, bytes, hash.digest('hex'));
+}
+
+function verify(file: ManifestFile, bytes: number, sha256: string): void {
+  if (bytes !== file.size) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${bytes} bytes, the manifest lists ${file.size}`);
+  if (sha256 !== file.sha256) throw new NotRestorable(`object ${file.key} for ${file.path} has SHA-256 ${sha256}, the manifest lists ${file.sha256}`);
+}
+
+/**
+ * Renames `source` to `finalPath`. What was there under that name is first
+ * moved aside (a directory cannot be renamed over), then removed; if the
+ * rename fails, it is put back. No half-restored content is ever under the name.
+ */
+async function moveIntoPlace(source: string, finalPath: string, targetDir: string): Promise<void> {
+  let aside: string | undefined;
+  if (await exists(finalPath)) {
+    aside = path.join(targetDir, `${ASIDE_PREFIX}${randomBytes(6).toString('hex')}`);
+    await fsp.rename(finalPath, aside);
+  }
+  try {
+    await fsp.rename(source, finalPath);
+  } catch (err) {
+    if (aside) await fsp.rename(aside, finalPath).catch(() => undefined);
+    throw err;
+  }
+  fsyncDir(targetDir);
+  if (aside) await fsp.rm(aside, { recursive: true, force: true });
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Removes staging and set-aside directories a restore interrupted by a crash left behind. */
+async function removeLeftovers(targetDir: string, logger: Logger): Promise<void> {
+  for (const entry of await fsp.readdir(targetDir)) {
+    if (!entry.startsWith(STAGING_PREFIX) && !entry.startsWith(ASIDE_PREFIX)) continue;
+    logger.info({ path: path.join(targetDir, entry) }, 'removing what an interrupted restore left behind');
+    await fsp.rm(path.join(targetDir, entry), { recursive: true, force: true });
+  }
+}
+
+async function checkFreeSpace(targetDir: string, manifest: Manifest): Promise<void> {
+  const needed = manifest.files.reduce((sum, f) => sum + f.size, 0);
+  const stats = await fsp.statfs(targetDir);
+  const free = stats.bavail * stats.bsize;
+  if (free < needed) {
+    throw new StevedoreError(
+      'CHECKPOINT_RESTORE_FAILED',
+      `checkpoint ${manifest.checkpointId} needs ${formatBytes(needed)} but only ${formatBytes(free)} is free in ${targetDir}; free space there (or give the job a larger checkpoint volume) and start it again`,
+    );
+  }
+}
+
+/**
+ * A missing object, or one whose content is not what the manifest lists, makes
+ * the checkpoint not restorable (try an older one). Everything else is passed on.
+ */
+function classify(err: unknown, manifest: Manifest): unknown {
+  if (err instanceof NotRestorable) return err;
+  if (isStevedoreError(err, 'CHECKPOINT_CORRUPT')) return new NotRestorable(messageOf(err), { cause: err });
+  const nameOf = (e: unknown): unknown => (e as { name?: unknown } | null | undefined)?.name;
+  // A range past the object's end: the object is shorter than the manifest says.
+  const invalidRange = nameOf(err) === 'InvalidRange' || nameOf((err as { cause?: unknown } | null | undefined)?.cause) === 'InvalidRange';
+  if (isNotFound(err) || invalidRange) return new NotRestorable(messageOf(err), { cause: err });
+  if (isStevedoreError(err)) return err;
+  return new StevedoreError('CHECKPOINT_RESTORE_FAILED', `restoring checkpoint ${manifest.checkpointId} failed: ${messageOf(err)}; check the checkpoint directory's disk and the S3 endpoint, then start the job again`, { cause: err });
+}
