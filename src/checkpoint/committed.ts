@@ -106,8 +106,10 @@ export function selectRetained(committed: Manifest[], keep: number, keepEvery: n
  * Applies retention to `committed` (newest first). The dropped checkpoints'
  * manifests are deleted first, so they stop existing before any of their
  * objects goes; then every object under <prefix>/<checkpointId>/ of a dropped
- * checkpoint is deleted unless a retained manifest refers to it. Manifests
- * found in the store at that moment (one committed meanwhile) are honoured too.
+ * checkpoint is deleted unless a retained manifest refers to it, and so is
+ * every object a dropped manifest referred to in an earlier, already deleted
+ * checkpoint that no remaining manifest refers to. Manifests found in the
+ * store at that moment (one committed meanwhile) are honoured too.
  */
 export async function applyRetention(
   store: ObjectStore,
@@ -138,13 +140,24 @@ export async function applyRetention(
     for (const f of manifest.files) referenced.add(f.key);
   }
 
+  // A checkpoint committed again under the same id since its manifest was removed is a new checkpoint: leave it alone.
+  const live = (id: string): boolean => present.has(id) || retainedIds.has(id);
+  const head = prefix === '' ? '' : `${prefix}/`;
+  const doomed = new Set<string>();
   for (const id of ids) {
-    // A checkpoint committed again under the same id since its manifest was removed is a new checkpoint: leave it alone.
-    if (present.has(id)) continue;
-    const objects = await store.listObjects(`${joinKey(prefix, id)}/`);
-    const doomed = objects.map((o) => o.key).filter((key) => !referenced.has(key));
-    if (doomed.length > 0) await store.deleteObjects(doomed);
-    logger.debug({ checkpointId: id, deleted: doomed.length, shared: objects.length - doomed.length }, 'retention: deleted the objects of a dropped checkpoint');
+    if (live(id)) continue;
+    for (const o of await store.listObjects(`${joinKey(prefix, id)}/`)) if (!referenced.has(o.key)) doomed.add(o.key);
   }
+  // Objects of checkpoints dropped earlier that only the checkpoints dropped now still referred to
+  // (an unchanged file is stored once, under the checkpoint that first had it).
+  for (const m of drop) {
+    for (const f of m.files) {
+      if (referenced.has(f.key) || !f.key.startsWith(head)) continue;
+      const owner = f.key.slice(head.length).split('/')[0] ?? '';
+      if (owner !== '' && !live(owner) && f.key !== manifestKey(prefix, owner)) doomed.add(f.key);
+    }
+  }
+  if (doomed.size > 0) await store.deleteObjects([...doomed]);
+  logger.debug({ checkpoints: ids, deletedObjects: doomed.size }, 'retention: deleted the objects no remaining checkpoint refers to');
   return { deletedCheckpoints: ids };
 }

@@ -167,6 +167,27 @@ void t.test('applyRetention: keeps exactly the newest N, deletes manifests befor
   t.same(again.deletedCheckpoints, [], 'nothing more to do');
 });
 
+void t.test('applyRetention: a shared object goes once the last checkpoint referring to it is dropped', async (t) => {
+  const prefix = 'retain-shared/job';
+  await commit(prefix, 'step-1', { 'weights.bin': 'W', 'opt.bin': 'o1' });
+  const shared = { 'weights.bin': fileKey(prefix, 'step-1', 'weights.bin') };
+  await commit(prefix, 'step-2', { 'weights.bin': 'W', 'opt.bin': 'o2' }, shared);
+  await commit(prefix, 'step-3', { 'weights.bin': 'W', 'opt.bin': 'o3' }, shared);
+  const retain = async (): Promise<string[]> =>
+    (await applyRetention(store, prefix, (await listCommitted(store, prefix)).map((c) => c.manifest), 2, 0, silentLogger())).deletedCheckpoints;
+
+  t.same(await retain(), ['step-1']);
+  t.ok(await store.headObject(shared['weights.bin']), 'still referred to by step-2 and step-3');
+  // The weights change: step-4 and step-5 have their own.
+  await commit(prefix, 'step-4', { 'weights.bin': 'W4', 'opt.bin': 'o4' });
+  await commit(prefix, 'step-5', { 'weights.bin': 'W5', 'opt.bin': 'o5' });
+  t.same((await retain()).sort(), ['step-2', 'step-3']);
+  t.same((await keysUnder(prefix)).sort(), [
+    manifestKey(prefix, 'step-4'), fileKey(prefix, 'step-4', 'opt.bin'), fileKey(prefix, 'step-4', 'weights.bin'),
+    manifestKey(prefix, 'step-5'), fileKey(prefix, 'step-5', 'opt.bin'), fileKey(prefix, 'step-5', 'weights.bin'),
+  ].sort(), 'nothing of step-1 is left once no checkpoint refers to it');
+});
+
 void t.test('applyRetention: keepEvery keeps the multiples as well', async (t) => {
   const prefix = 'retain-every/job';
   for (const step of [100, 200, 300, 400, 500]) await commit(prefix, `step-${step}`, { 'm.bin': `m${step}` });
