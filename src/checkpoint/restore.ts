@@ -227,9 +227,9 @@ async function downloadWhole(ctx: FileContext, file: ManifestFile, dest: string)
     ctx.signal.throwIfAborted();
     const hash = createHash('sha256');
     let bytes = 0;
-    const body = await ctx.store.getObjectStream(file.key, { signal: ctx.signal });
     const fh = await fsp.open(dest, 'wx', 0o644);
     try {
+      const body = await ctx.store.getObjectStream(file.key, { signal: ctx.signal });
       const sink = new Writable({
         write(chunk: Buffer, _enc, done): void {
           const at = bytes;
