@@ -204,7 +204,7 @@ export class S3ObjectStore implements ObjectStore {
         const err = this.toError(raw, op, key);
         if (round >= this.rounds || !this.retryable(err)) throw err;
         const delay = Math.max(50, backoff.next());
-        this.logger.warn({ op, key, round, delayMs: delay, err: err.message }, 'object store request failed; retrying');
+        this.logger.warn({ op, objectKey: key, round, delayMs: delay, err: err.message }, 'object store request failed; retrying');
         await this.clock.sleep(delay, signal);
       }
     }
@@ -232,7 +232,7 @@ export class S3ObjectStore implements ObjectStore {
       if (!(err instanceof StevedoreError) || err.code !== 'OBJECT_EXISTS') throw err;
       supported = true;
     } finally {
-      await this.deleteObjects([key]).catch((err: unknown) => this.logger.warn({ key, err: (err as Error).message }, 'cannot delete the conditional-write probe object'));
+      await this.deleteObjects([key]).catch((err: unknown) => this.logger.warn({ objectKey: key, err: (err as Error).message }, 'cannot delete the conditional-write probe object'));
     }
     this.logger.info({ conditionalWrites: supported }, supported ? 'endpoint honours If-None-Match on writes' : 'endpoint ignores If-None-Match on writes; checking with HEAD before conditional writes (not atomic)');
     return supported;
@@ -306,6 +306,7 @@ export class S3ObjectStore implements ObjectStore {
     return new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) });
   }
 
+  /** undefined for a missing object. A HEAD answer has no body: a missing bucket looks the same (listObjects tells them apart). */
   headObject(key: string, opts: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
     const signal = opts.signal;
     return this.run('head', key, signal, async () => {

@@ -6,6 +6,9 @@
 // - ListMultipartUploads (GET /bucket?uploads), with paging (max-uploads,
 //   key-marker, upload-id-marker);
 // - AbortMultipartUpload (DELETE /bucket/key?uploadId=...);
+// - ListObjectsV2 paging: s3rver encrypts its continuation tokens with DES,
+//   which OpenSSL 3 no longer offers, so any listing longer than one page
+//   fails with a 500; here the token is the last key, base64url-encoded;
 // - NoSuchUpload (404) for UploadPart and CompleteMultipartUpload on an upload
 //   that was completed or aborted (s3rver would quietly accept the part, or fail
 //   with a 500).
@@ -21,10 +24,19 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import type { S3EndpointConfig } from '../../src/storage/s3-config.ts';
 
+interface S3rverObject {
+  key: string;
+  size: number;
+  lastModifiedDate: Date;
+  metadata: { etag?: string };
+}
 interface S3rverInstance {
   callback(): (req: http.IncomingMessage, res: http.ServerResponse) => void;
   configureBuckets(): Promise<void>;
   logger: { close(): void };
+  store: {
+    listObjects(bucket: string, options: { prefix: string; startAfter: string; maxKeys: number; delimiter: string }): Promise<{ objects: S3rverObject[]; commonPrefixes: string[]; isTruncated: boolean }>;
+  };
 }
 type S3rverConstructor = new (options: Record<string, unknown>) => S3rverInstance;
 
@@ -160,12 +172,37 @@ export async function startS3Server(opts: S3TestServerOptions = {}): Promise<S3T
     res.end(body);
   };
 
+  const listObjectsV2 = async (res: http.ServerResponse, bucket: string, query: URLSearchParams): Promise<void> => {
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') ?? '';
+    const token = query.get('continuation-token');
+    const startAfter = token !== null ? Buffer.from(token, 'base64url').toString() : (query.get('start-after') ?? '');
+    const maxKeys = Math.min(1000, Math.max(0, Number(query.get('max-keys') ?? 1000)));
+    const result = maxKeys === 0 ? { objects: [], commonPrefixes: [], isTruncated: false } : await s3rver.store.listObjects(bucket, { prefix, startAfter, maxKeys, delimiter });
+    const last = result.objects[result.objects.length - 1];
+    const contents = result.objects
+      .map((o) => `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModifiedDate.toISOString()}</LastModified><ETag>${xmlEscape(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`)
+      .join('');
+    const prefixes = result.commonPrefixes.map((p) => `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`).join('');
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+      `<Name>${xmlEscape(bucket)}</Name><Prefix>${xmlEscape(prefix)}</Prefix><MaxKeys>${maxKeys}</MaxKeys><KeyCount>${result.objects.length}</KeyCount>` +
+      (delimiter !== '' ? `<Delimiter>${xmlEscape(delimiter)}</Delimiter>` : '') +
+      (token !== null ? `<ContinuationToken>${xmlEscape(token)}</ContinuationToken>` : '') +
+      `<IsTruncated>${result.isTruncated}</IsTruncated>` +
+      (result.isTruncated && last ? `<NextContinuationToken>${Buffer.from(last.key).toString('base64url')}</NextContinuationToken>` : '') +
+      `${contents}${prefixes}</ListBucketResult>`;
+    res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+
   // Answers what s3rver lacks; returns false to let s3rver handle the request.
   const extension = async (req: http.IncomingMessage, res: http.ServerResponse, bucket: string, key: string, query: URLSearchParams): Promise<boolean> => {
     const method = req.method ?? 'GET';
     const op = operationOf(method, key, query);
     requests[op] = (requests[op] ?? 0) + 1;
-    if (op !== 'ListMultipartUploads' && op !== 'AbortMultipartUpload' && op !== 'UploadPart' && op !== 'CompleteMultipartUpload' && op !== 'PutObject') return false;
+    const listV2 = op === 'ListObjects' && query.get('list-type') === '2';
+    if (!listV2 && op !== 'ListMultipartUploads' && op !== 'AbortMultipartUpload' && op !== 'UploadPart' && op !== 'CompleteMultipartUpload' && op !== 'PutObject') return false;
     if (op === 'PutObject' && !(opts.conditionalWrites && req.headers['if-none-match'] === '*')) return false;
 
     const auth = req.headers.authorization ?? '';
@@ -182,6 +219,10 @@ export async function startS3Server(opts: S3TestServerOptions = {}): Promise<S3T
     }
     if (op === 'ListMultipartUploads') {
       listUploads(res, bucket, query);
+      return true;
+    }
+    if (listV2) {
+      await listObjectsV2(res, bucket, query);
       return true;
     }
     if (op !== 'PutObject') {
