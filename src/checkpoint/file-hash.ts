@@ -1,0 +1,88 @@
+// What the uploader knows about a local file: its identity at the moment its
+// bytes were read (size, modification time, inode), and its SHA-256.
+//
+// The signature is taken from the open file descriptor BEFORE the bytes are
+// read: any write after it changes the modification time (or the size), so an
+// unchanged signature later proves the bytes read are still the file's bytes.
+// A file replaced by rename has another inode.
+import { createHash } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
+import fs from 'node:fs/promises';
+
+export interface FileSignature {
+  size: number;
+  mtimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+}
+
+export function signatureOf(st: BigIntStats): FileSignature {
+  return { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino, dev: st.dev };
+}
+
+export function sameSignature(a: FileSignature, b: FileSignature): boolean {
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino && a.dev === b.dev;
+}
+
+/** The signature of a file now (follows no symlink of the last component either: lstat). */
+export async function statSignature(absPath: string): Promise<FileSignature> {
+  return signatureOf(await fs.lstat(absPath, { bigint: true }));
+}
+
+/** The modification time of a signature in milliseconds since the epoch. */
+export function mtimeMsOf(sig: FileSignature): number {
+  return Number(sig.mtimeNs / 1_000_000n);
+}
+
+export interface HashedFile {
+  sha256: string;
+  /** Bytes read and hashed (the file's size if it did not change during the read). */
+  size: number;
+  /** Taken before the first byte was read. */
+  signature: FileSignature;
+}
+
+/**
+ * Hashes a whole file with a buffer of `bufferBytes` (default 1 MiB),
+ * reading sequentially until the end of the file.
+ */
+export async function hashFile(absPath: string, opts: { bufferBytes?: number; signal?: AbortSignal } = {}): Promise<HashedFile> {
+  const handle = await fs.open(absPath, 'r');
+  try {
+    const signature = signatureOf(await handle.stat({ bigint: true }));
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(opts.bufferBytes ?? 1024 * 1024);
+    let size = 0;
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    return { sha256: hash.digest('hex'), size, signature };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads exactly `length` bytes at `position` into `buffer` (from offset 0).
+ * Returns the signature taken before the read and the bytes actually read:
+ * fewer than `length` means the file ended first.
+ */
+export async function readRange(absPath: string, buffer: Buffer, position: number, length: number): Promise<{ bytesRead: number; signature: FileSignature }> {
+  const handle = await fs.open(absPath, 'r');
+  try {
+    const signature = signatureOf(await handle.stat({ bigint: true }));
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return { bytesRead: done, signature };
+  } finally {
+    await handle.close();
+  }
+}
