@@ -14,8 +14,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
@@ -219,36 +217,33 @@ interface FileContext {
 /** Downloads one file to `dest` and checks its size and SHA-256 against the manifest. */
 async function downloadFile(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
   if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
-  else await downloadWhole(ctx, file, dest);
+  else await downloadSmall(ctx, file, dest);
 }
 
-async function downloadWhole(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
-  await ctx.semaphore.run(async () => {
+/**
+ * A file of at most one range: one GET of exactly the listed bytes (the store
+ * retries a response cut off midway), checked in memory, then written.
+ */
+async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
+  const data = await ctx.semaphore.run(async () => {
     ctx.signal.throwIfAborted();
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const fh = await fsp.open(dest, 'wx', 0o644);
-    try {
-      const body = await ctx.store.getObjectStream(file.key, { signal: ctx.signal });
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done): void {
-          const at = bytes;
-          bytes += chunk.length;
-          if (bytes > file.size) {
-            done(new NotRestorable(`object ${file.key} for ${file.path} is larger than the ${file.size} bytes the manifest lists`));
-            return;
-          }
-          hash.update(chunk);
-          writeAll(fh, chunk, at).then(() => done(), done);
-        },
-      });
-      await pipeline(body, sink, { signal: ctx.signal });
-      verify(file, bytes, hash.digest('hex'));
-      await fh.sync();
-    } finally {
-      await fh.close();
+    if (file.size === 0) {
+      // No byte range can be asked of an empty object.
+      const info = await ctx.store.headObject(file.key, { signal: ctx.signal });
+      if (!info) throw new NotRestorable(`object ${file.key} for ${file.path} is missing`);
+      if (info.size !== 0) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${info.size} bytes, the manifest lists 0`);
+      return Buffer.alloc(0);
     }
+    return ctx.store.getObject(file.key, { range: { start: 0, end: file.size - 1 }, signal: ctx.signal });
   });
+  verify(file, data.length, createHash('sha256').update(data).digest('hex'));
+  const fh = await fsp.open(dest, 'wx', 0o644);
+  try {
+    await writeAll(fh, data, 0);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Writes all of `data` at `position`. */
@@ -286,17 +281,11 @@ async function downloadRanges(ctx: FileContext, file: ManifestFile, dest: string
   }
   const hash = createHash('sha256');
   let bytes = 0;
-  await pipeline(
-    fs.createReadStream(dest),
-    new Writable({
-      write(chunk: Buffer, _enc, done): void {
-        bytes += chunk.length;
-        hash.update(chunk);
-        done();
-      },
-    }),
-    { signal: ctx.signal },
-  );
+  // Hashed in file order once every range is written.
+  for await (const chunk of fs.createReadStream(dest, { highWaterMark: 1024 * 1024, signal: ctx.signal })) {
+    bytes += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+  }
   verify(file, bytes, hash.digest('hex'));
 }
 

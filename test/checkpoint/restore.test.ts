@@ -12,6 +12,7 @@ import { createLogger, silentLogger, type Logger } from '../../src/util/logger.t
 import { systemClock } from '../../src/util/clock.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import { rejectsCode } from '../helpers/assert.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const BUCKET = 'stevedore-restore';
 
@@ -123,10 +124,6 @@ function recordingGets(inner: ObjectStore): { store: ObjectStore; gets: { key: s
     gets.push({ key, ...(opts?.range ? { range: opts.range } : {}) });
     return inner.getObject(key, opts);
   };
-  wrapper.getObjectStream = (key, opts) => {
-    gets.push({ key, ...(opts?.range ? { range: opts.range } : {}) });
-    return inner.getObjectStream(key, opts);
-  };
   return { store: wrapper, gets };
 }
 
@@ -154,7 +151,8 @@ void t.test('a large file is fetched in parallel ranged GETs and restored byte-i
   t.equal(covered[0]?.start, 0);
   t.equal(covered.at(-1)?.end, big.length - 1);
   t.ok(covered.every((r, i) => i === 0 || r.start === (covered[i - 1]?.end ?? 0) + 1), 'the ranges cover the file without gaps or overlaps');
-  t.ok(recorder.gets.filter((g) => g.key !== bigKey && !g.key.endsWith('manifest.json')).every((g) => g.range === undefined), 'the small file is fetched whole');
+  const smallKey = manifest.files.find((f) => f.path === 'trainer_state.json')?.key;
+  t.same(recorder.gets.filter((g) => g.key === smallKey).map((g) => g.range), [{ start: 0, end: small.length - 1 }], 'the small file is fetched in one GET');
 });
 
 void t.test('a corrupted object in the newest checkpoint: the previous one is restored, and the restore says so', async (t) => {
@@ -266,8 +264,26 @@ void t.test('a failure of the endpoint itself is not taken for a corrupt checkpo
   await commit(prefix, 'step-2', { 'a.bin': Buffer.from('two') });
   const failing = Object.create(store) as ObjectStore;
   failing.getObject = (key, opts) => (key.endsWith('manifest.json') ? store.getObject(key, opts) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1')));
-  failing.getObjectStream = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
   const targetDir = t.testdir({});
   await rejectsCode(t, restoreNewest({ store: failing, prefix, targetDir, logger: silentLogger(), clock: systemClock }), 'CHECKPOINT_RESTORE_FAILED', /step-2.*ECONNREFUSED.*S3 endpoint/);
   t.same(fs.readdirSync(targetDir), [], 'no fallback to step-1, nothing left behind');
+});
+
+void t.test('through an endpoint that fails a fifth of the requests, the newest checkpoint is still restored intact', async (t) => {
+  const prefix = 'restore-faults/job';
+  const MiB = 1024 * 1024;
+  const files = { 'model.bin': randomBytes(6 * MiB + 7), 'optim/a.bin': randomBytes(40_000), 'optim/b.bin': randomBytes(3), 'empty': Buffer.alloc(0) };
+  await commit(prefix, 'step-1', { 'model.bin': randomBytes(10) });
+  await commit(prefix, 'step-2', files);
+  const proxy = await startFaultProxy({ target: s3.endpoint, failureRate: 0.2, faults: ['503', 'reset', 'truncate'], seed: 7 });
+  t.teardown(() => proxy.close());
+  const flaky = new S3ObjectStore({ bucket: BUCKET, config: { ...s3.config, endpoint: proxy.endpoint, maxAttempts: 4 }, rounds: 4 });
+  t.teardown(() => flaky.destroy());
+  const targetDir = t.testdir({});
+
+  const result = await restoreNewest({ store: flaky, prefix, targetDir, logger: silentLogger(), clock: systemClock, rangeBytes: MiB });
+  t.equal(result?.manifest.checkpointId, 'step-2');
+  t.same(result?.skipped, [], 'a failed request is retried, not taken for a corrupt checkpoint');
+  sameTree(t, readTree(path.join(targetDir, 'step-2')), files, 'restored');
+  t.ok((proxy.counts['503'] ?? 0) + (proxy.counts.reset ?? 0) + (proxy.counts.truncate ?? 0) > 0, 'faults were injected');
 });
