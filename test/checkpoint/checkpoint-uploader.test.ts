@@ -471,3 +471,37 @@ void t.test('kill -9 in the middle of a multipart upload: no manifest, and a new
   if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, ckpt);
   t.equal(await openUploads(store, 'runs/job-1'), 0, 'no multipart upload left open after the commit');
 });
+
+void t.test('an endpoint without conditional writes: the manifest is still written once, after a check', async (t) => {
+  const { store, dir } = await setup(t, false);
+  t.equal(await store.supportsConditionalWrites(), false, 'the endpoint ignores If-None-Match');
+  const { uploader } = makeUploader(t, store);
+  await uploader.start();
+  write(path.join(dir, 'epoch=1-step=100.ckpt'), randomBytes(70_000));
+  uploader.update(scanCandidates(dir, { kind: 'lightning' }));
+  const committed = await uploader.flush();
+  t.equal(committed?.manifest.checkpointId, 'epoch=1-step=100.ckpt');
+  t.equal(committed?.manifest.kind, 'file');
+  t.same(committed?.manifest.files.map((f) => f.path), ['epoch=1-step=100.ckpt']);
+  if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, dir);
+});
+
+void t.test('flush gives up at its deadline when S3 keeps failing, without committing anything', async (t) => {
+  const { store, dir } = await setup(t);
+  const down = faultyStore(store, (op, key) => (op === 'putObject' ? new StevedoreError('OBJECT_STORE_UNREACHABLE', `put s3://ckpt/${key}: cannot reach the endpoint (ECONNREFUSED)`) : undefined));
+  const { uploader } = makeUploader(t, down);
+  await uploader.start();
+  write(path.join(dir, 'step-000001', 'a.distcp'), randomBytes(1000));
+  write(path.join(dir, 'step-000001', '.metadata'), 'meta');
+  uploader.update(scanCandidates(dir));
+  const started = Date.now();
+  t.equal(await uploader.flush({ deadlineMs: Date.now() + 500 }), undefined, 'nothing committed');
+  const took = Date.now() - started;
+  t.ok(took >= 450 && took < 3_000, `flush returned at its deadline (${took} ms)`);
+  t.equal(await manifestOf(store, 'runs/job-1', 'step-000001'), undefined, 'no manifest');
+  const aborted = new AbortController();
+  setTimeout(() => aborted.abort(), 200);
+  const before = Date.now();
+  t.equal(await uploader.flush({ signal: aborted.signal }), undefined);
+  t.ok(Date.now() - before < 3_000, 'flush also returns when its signal aborts');
+});
