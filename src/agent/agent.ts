@@ -22,6 +22,12 @@ import { GpuAllocator } from './gpu-allocator.ts';
 import { collectInventory } from './inventory/host.ts';
 import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
+import type { CheckpointServices } from './attempt-checkpoints.ts';
+import { ByteBudget } from '../checkpoint/byte-budget.ts';
+import { S3ObjectStore } from '../storage/s3-object-store.ts';
+import { parseS3Url, type ObjectStore } from '../storage/object-store.ts';
+import type { CheckpointSpec } from '../spec/job-spec.ts';
+import { StevedoreError } from '../util/errors.ts';
 import { loadOrCreateNodeId } from './node-identity.ts';
 import path from 'node:path';
 
@@ -50,6 +56,8 @@ export class Agent {
   private closing: Promise<void> | undefined;
   /** Container removals after acknowledged ends, one at a time. */
   private cleanup: Promise<void> = Promise.resolve();
+  private readonly checkpointServices: CheckpointServices;
+  private readonly stores = new Map<string, ObjectStore>();
 
   private constructor(opts: AgentOptions) {
     this.config = opts.config;
@@ -60,6 +68,28 @@ export class Agent {
     this.journal = EventJournal.open(path.join(opts.config.stateDir, 'journal'), { logger: this.logger });
     this.ledger = new AttemptLedger(opts.config.stateDir, this.logger);
     this.paths = new JobPaths(opts.config.workRoot, opts.config.stateDir);
+    const mib = 1024 * 1024;
+    this.checkpointServices = {
+      storeFor: (spec) => this.storeFor(spec),
+      budget: new ByteBudget(opts.config.checkpoints.maxInFlightMiB * mib),
+      partSizeBytes: opts.config.checkpoints.partSizeMiB * mib,
+      rescanMs: opts.config.checkpoints.rescanSeconds * 1000,
+    };
+  }
+
+  /** One client per endpoint and bucket, shared by the jobs that use them. */
+  private storeFor(spec: CheckpointSpec): { store: ObjectStore; prefix: string } {
+    const endpoint = this.config.s3.endpoints[spec.endpoint];
+    const url = parseS3Url(spec.destination);
+    if (!endpoint) throw new StevedoreError('SPEC_INVALID', `checkpoint.endpoint "${spec.endpoint}" is not configured on this node: add s3.endpoints.${spec.endpoint} to its agent.yaml (docs/configuration.md)`);
+    if (!url) throw new StevedoreError('SPEC_INVALID', `checkpoint.destination ${spec.destination} is not an S3 URL`);
+    const key = `${spec.endpoint}/${url.bucket}`;
+    let store = this.stores.get(key);
+    if (!store) {
+      store = new S3ObjectStore({ bucket: url.bucket, config: endpoint, logger: this.logger });
+      this.stores.set(key, store);
+    }
+    return { store, prefix: url.prefix };
   }
 
   static async start(opts: AgentOptions): Promise<Agent> {
@@ -153,6 +183,7 @@ export class Agent {
         logger: this.logger,
         registryAuth: (image) => this.registryAuth(image),
         pullInactivityTimeoutMs: this.config.pullInactivityTimeoutSeconds * 1000,
+        checkpoints: this.checkpointServices,
       },
       jobId,
       attempt,
@@ -214,6 +245,7 @@ export class Agent {
     if (this.ledger.get(start.jobId, start.attempt)) return { accepted: true };
     if (this.draining) return refuse('NODE_DRAINING', 'this node is draining and takes no new jobs');
     const spec = fromSpecMessage(start.spec);
+    if (spec.checkpoint) this.storeFor(spec.checkpoint);
     this.paths.prepareMounts(start.jobId, spec.mounts);
     const key = attemptKey(start.jobId, start.attempt);
     const gpuUuids = this.allocator.allocate(key, spec.resources.gpus);
@@ -236,6 +268,7 @@ export class Agent {
         stopSignal: spec.stopSignal,
         stopGraceSeconds: spec.stopGraceSeconds,
         logCursor: '',
+        resume: start.resume,
       });
     } catch (err) {
       this.allocator.release(key);
@@ -353,6 +386,8 @@ function recordFromContainer(info: ContainerInfo, jobId: string, attempt: number
     stopSignal: info.labels[LABELS.stopSignal] || 'SIGTERM',
     stopGraceSeconds: Number.isInteger(grace) && grace >= 0 ? grace : 30,
     logCursor: '',
+    resume: false,
+    restored: null,
   };
 }
 

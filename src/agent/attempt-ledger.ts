@@ -33,6 +33,10 @@ export interface AttemptRecord {
   stopGraceSeconds: number;
   /** Engine timestamp of the last container log line journaled ('' = none yet). */
   logCursor: string;
+  /** The coordinator asked to resume from the newest committed checkpoint. */
+  resume: boolean;
+  /** What was restored before the start: undefined = not done yet, null = nothing to restore. */
+  restored?: { containerPath: string; step: number | null; checkpointId: string } | null;
 }
 
 export class AttemptLedger {

@@ -8,6 +8,7 @@ import { asStevedoreError, isStevedoreError, messageOf, StevedoreError } from '.
 import type { Logger } from '../util/logger.ts';
 import type { AttemptLedger, AttemptRecord } from './attempt-ledger.ts';
 import { isTerminal, transition, toWireState, type AttemptState } from './attempt-state.ts';
+import { AttemptCheckpoints, type CheckpointServices } from './attempt-checkpoints.ts';
 import type { EventJournal } from './event-journal.ts';
 import type { GpuAllocator } from './gpu-allocator.ts';
 import { JobLog } from './job-log.ts';
@@ -34,6 +35,7 @@ export interface AttemptRunnerDeps {
   logger: Logger;
   registryAuth: (image: string) => RegistryAuth | undefined;
   pullInactivityTimeoutMs: number;
+  checkpoints: CheckpointServices;
 }
 
 /** How long to wait for the last log lines after the container has exited. */
@@ -55,6 +57,7 @@ export class AttemptRunner {
   private readonly startController = new AbortController();
   private jobLog: JobLog | undefined;
   private running: Promise<void> | undefined;
+  private checkpoints: AttemptCheckpoints | undefined;
 
   constructor(deps: AttemptRunnerDeps, jobId: string, attempt: number) {
     this.deps = deps;
@@ -82,6 +85,7 @@ export class AttemptRunner {
   async detach(): Promise<void> {
     this.detachController.abort(new StevedoreError('INTERNAL', 'agent shutting down'));
     await this.running;
+    await this.checkpoints?.close();
     this.jobLog?.close();
   }
 
@@ -113,9 +117,10 @@ export class AttemptRunner {
         this.finish('CANCELLED', -1, null, false);
         return;
       }
+      if (!record.containerId) await this.restoreCheckpoint();
       // create() is idempotent by name, so a crash between create and the
       // ledger write finds the same container again.
-      if (!record.containerId) await this.createContainer();
+      if (!this.record.containerId) await this.createContainer();
       const info = await this.deps.engine.inspect(this.record.containerId);
       if (!info) {
         this.finish('FAILED', -1, new StevedoreError('CONTAINER_VANISHED', `container ${record.containerName} was removed by someone else while the attempt ran`), false);
@@ -137,8 +142,13 @@ export class AttemptRunner {
       }
       const containerId = this.record.containerId;
       const logs = this.followLogs(containerId, signal);
+      await this.startCheckpointSync();
       const exit = await this.deps.engine.wait(containerId, signal);
       await Promise.race([logs, this.deps.clock.sleep(LOG_DRAIN_MS).catch(() => undefined)]);
+      if (this.checkpoints) {
+        this.openLog().note('container exited; making its last checkpoints durable');
+        await this.checkpoints.finish();
+      }
       const stopped = this.record.state === 'STOPPING';
       const end: AttemptState = stopped ? 'CANCELLED' : exit.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
       this.finish(end, exit.exitCode, null, exit.oomKilled);
@@ -181,10 +191,58 @@ export class AttemptRunner {
     jobLog.note(`pulled image ${spec.image}`);
   }
 
+  /** The attempt's checkpoint handling, when its spec has a checkpoint section. */
+  private checkpointsOf(record: AttemptRecord): AttemptCheckpoints | undefined {
+    const spec = record.spec?.checkpoint;
+    if (!spec) return undefined;
+    this.checkpoints ??= new AttemptCheckpoints({
+      jobId: this.jobId,
+      attempt: this.attempt,
+      nodeId: this.deps.nodeId,
+      spec,
+      jobDir: this.deps.paths.jobDir(this.jobId),
+      services: this.deps.checkpoints,
+      journal: this.deps.journal,
+      clock: this.deps.clock,
+      logger: this.log,
+    });
+    return this.checkpoints;
+  }
+
+  /** Once per attempt, before its container exists: bring back the newest committed checkpoint. */
+  private async restoreCheckpoint(): Promise<void> {
+    const record = this.record;
+    const checkpoints = this.checkpointsOf(record);
+    if (!checkpoints || record.restored !== undefined) return;
+    if (!record.resume && !checkpoints.spec.resume) {
+      this.deps.ledger.update(this.jobId, this.attempt, { restored: null });
+      return;
+    }
+    const jobLog = this.openLog();
+    jobLog.note(`restoring the newest committed checkpoint from ${checkpoints.spec.destination}`);
+    const restored = await checkpoints.restore(AbortSignal.any([this.detachController.signal, this.startController.signal]));
+    this.deps.ledger.update(this.jobId, this.attempt, { restored: restored ?? null });
+    jobLog.note(restored ? `restored ${restored.checkpointId} (step ${restored.step ?? '?'}) to ${restored.containerPath}` : 'no committed checkpoint yet: starting fresh');
+  }
+
+  private async startCheckpointSync(): Promise<void> {
+    const checkpoints = this.checkpointsOf(this.record);
+    if (!checkpoints) return;
+    try {
+      await checkpoints.start();
+    } catch (err) {
+      // The job runs on; its checkpoints stay on the host and are picked up by the final scan.
+      this.log.error({ err }, 'checkpoint sync could not start');
+      this.openLog().note(`checkpoint sync could not start: ${messageOf(err)}`);
+    }
+  }
+
   private async createContainer(): Promise<void> {
     const record = this.record;
     const spec = this.specOf(record);
     const mounts = this.deps.paths.prepareMounts(this.jobId, spec.mounts);
+    const checkpoints = this.checkpointsOf(record);
+    if (checkpoints) mounts.push(checkpoints.mount());
     const containerSpec: ContainerSpec = {
       name: record.containerName,
       image: spec.image,
@@ -241,6 +299,10 @@ export class AttemptRunner {
       STEVEDORE_ATTEMPT: String(this.attempt),
       STEVEDORE_NODE_ID: this.deps.nodeId,
       STEVEDORE_GPU_UUIDS: record.gpuUuids.join(','),
+      ...(spec.checkpoint ? { STEVEDORE_CHECKPOINT_DIR: spec.checkpoint.path } : {}),
+      ...(record.restored
+        ? { STEVEDORE_RESTORE_PATH: record.restored.containerPath, STEVEDORE_RESTORE_STEP: String(record.restored.step ?? ''), STEVEDORE_RESTORE_CHECKPOINT: record.restored.checkpointId }
+        : {}),
     };
   }
 

@@ -38,7 +38,22 @@ export type EventBody =
   | { exited: { state: string; exitCode: number; error: { code: string; message: string } | null; oomKilled: boolean } }
   // cursor: the engine timestamp of the last container line in this batch, so
   // that a restarted agent resumes log capture right after what it journaled.
-  | { logs: { lines: { timeMs: number; stream: string; text: string }[]; cursor?: string } };
+  | { logs: { lines: { timeMs: number; stream: string; text: string }[]; cursor?: string } }
+  | { checkpointCommitted: CheckpointCommittedBody }
+  | { checkpointRestored: { checkpointId: string; step: number; bytes: number; durationMs: number; skipped: string[] } };
+
+export interface CheckpointCommittedBody {
+  checkpointId: string;
+  name: string;
+  step: number;
+  totalBytes: number;
+  uploadedBytes: number;
+  files: number;
+  lastWriteMs: number;
+  committedMs: number;
+  timeToCommitMs: number;
+  manifestKey: string;
+}
 
 export interface EventJournalOptions {
   logger?: Logger;

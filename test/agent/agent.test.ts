@@ -64,6 +64,8 @@ async function setup(t: Test, gpus = 4, overrides: Partial<AgentConfig> = {}): P
     reconnect: { initialMs: 50, maxMs: 500 },
     shutdownTimeoutSeconds: 5,
     logLevel: 'silent',
+    s3: { endpoints: {} },
+    checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
     ...overrides,
   };
   const s: Setup = {

@@ -118,7 +118,7 @@ export class Cluster {
   }
 
   /** Starts an agent with its own state, work root, socket and `gpus` stand-in GPUs. */
-  async addAgent(name: string, gpus: number): Promise<AgentHandle> {
+  async addAgent(name: string, gpus: number, extraConfig: Record<string, unknown> = {}): Promise<AgentHandle> {
     const dir = path.join(this.dir, name);
     mkdirSync(dir, { recursive: true });
     const nvidiaSmi = writeFakeNvidiaSmi(path.join(dir, 'gpu'), gpus);
@@ -136,6 +136,7 @@ export class Cluster {
       reconnect: { initialMs: 100, maxMs: 1000 },
       pullInactivityTimeoutSeconds: 20,
       logLevel: 'debug',
+      ...extraConfig,
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
     const proc = new Proc(['agent', '--config', path.join(dir, 'agent.yaml')], path.join(dir, 'agent.log'));

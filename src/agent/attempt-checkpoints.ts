@@ -1,0 +1,165 @@
+// One attempt's checkpoints: restore the newest committed one before the
+// container starts, then watch the checkpoint directory and upload while the
+// job runs, and make the last one durable after it exits. Every commit and the
+// restore are events for the coordinator.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { ByteBudget } from '../checkpoint/byte-budget.ts';
+import { CheckpointUploader, type CommittedCheckpoint } from '../checkpoint/checkpoint-uploader.ts';
+import { CheckpointWatcher } from '../checkpoint/checkpoint-watcher.ts';
+import { ruleFromSpec } from '../checkpoint/commit-rules.ts';
+import { restoreNewest } from '../checkpoint/restore.ts';
+import type { CheckpointSpec } from '../spec/job-spec.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { Clock } from '../util/clock.ts';
+import { asStevedoreError } from '../util/errors.ts';
+import type { Logger } from '../util/logger.ts';
+import type { EventJournal } from './event-journal.ts';
+
+export interface CheckpointServices {
+  /** The object store for a job's checkpoint section (endpoint and bucket). */
+  storeFor(spec: CheckpointSpec): { store: ObjectStore; prefix: string };
+  budget: ByteBudget;
+  partSizeBytes: number;
+  rescanMs: number;
+}
+
+export interface RestoredCheckpoint {
+  /** Path of the restored checkpoint inside the container. */
+  containerPath: string;
+  step: number | null;
+  checkpointId: string;
+}
+
+/** How long, after the container exits, the agent waits for its last checkpoint to become durable. */
+export const FINAL_FLUSH_MS = 120_000;
+
+export class AttemptCheckpoints {
+  readonly hostDir: string;
+  readonly spec: CheckpointSpec;
+  private readonly services: CheckpointServices;
+  private readonly journal: EventJournal;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly jobId: string;
+  private readonly attempt: number;
+  private readonly nodeId: string;
+  private watcher: CheckpointWatcher | undefined;
+  private uploader: CheckpointUploader | undefined;
+
+  constructor(opts: { jobId: string; attempt: number; nodeId: string; spec: CheckpointSpec; jobDir: string; services: CheckpointServices; journal: EventJournal; clock: Clock; logger: Logger }) {
+    this.jobId = opts.jobId;
+    this.attempt = opts.attempt;
+    this.nodeId = opts.nodeId;
+    this.spec = opts.spec;
+    this.services = opts.services;
+    this.journal = opts.journal;
+    this.clock = opts.clock;
+    this.log = opts.logger.child({ component: 'checkpoints', destination: opts.spec.destination });
+    this.hostDir = path.join(opts.jobDir, 'checkpoints');
+    mkdirSync(this.hostDir, { recursive: true, mode: 0o755 });
+  }
+
+  /** The host directory to mount at spec.path. */
+  mount(): { hostPath: string; containerPath: string; readOnly: boolean } {
+    return { hostPath: this.hostDir, containerPath: this.spec.path, readOnly: false };
+  }
+
+  /**
+   * Brings the newest committed checkpoint into the checkpoint directory,
+   * falling back to older ones that verify; undefined when there is none.
+   */
+  async restore(signal?: AbortSignal): Promise<RestoredCheckpoint | undefined> {
+    const { store, prefix } = this.services.storeFor(this.spec);
+    const started = this.clock.now();
+    const result = await restoreNewest({ store, prefix, targetDir: this.hostDir, logger: this.log, clock: this.clock, ...(signal ? { signal } : {}) });
+    const skipped = (result?.skipped ?? []).map((s) => `${s.checkpointId}: ${s.reason}`);
+    this.journal.append({
+      timeMs: this.clock.now(),
+      jobId: this.jobId,
+      attempt: this.attempt,
+      body: {
+        checkpointRestored: {
+          checkpointId: result?.manifest.checkpointId ?? '',
+          step: result?.manifest.step ?? -1,
+          bytes: result?.bytes ?? 0,
+          durationMs: this.clock.now() - started,
+          skipped,
+        },
+      },
+    });
+    if (!result) return undefined;
+    return { containerPath: path.posix.join(this.spec.path, result.manifest.name), step: result.manifest.step, checkpointId: result.manifest.checkpointId };
+  }
+
+  /** Starts watching and uploading; safe to call again after a restart of the agent. */
+  async start(): Promise<void> {
+    if (this.uploader) return;
+    const { store, prefix } = this.services.storeFor(this.spec);
+    const uploader = new CheckpointUploader({
+      store,
+      prefix,
+      jobId: this.jobId,
+      attempt: this.attempt,
+      nodeId: this.nodeId,
+      clock: this.clock,
+      logger: this.log,
+      partSizeBytes: this.services.partSizeBytes,
+      budget: this.services.budget,
+      keep: this.spec.keep,
+      keepEvery: this.spec.keepEvery,
+      onCommitted: (c) => this.committed(c, store.bucket),
+    });
+    this.uploader = uploader;
+    await uploader.start();
+    const watcher = new CheckpointWatcher({ dir: this.hostDir, rule: ruleFromSpec(this.spec), clock: this.clock, logger: this.log, rescanMs: this.services.rescanMs });
+    this.watcher = watcher;
+    watcher.onChange((candidates) => uploader.update(candidates));
+    await watcher.start();
+  }
+
+  /** After the container exited: make what it left durable (bounded), then stop. */
+  async finish(deadlineMs = FINAL_FLUSH_MS): Promise<void> {
+    try {
+      if (this.watcher && this.uploader) {
+        this.uploader.update(await this.watcher.scanNow());
+        await this.uploader.flush({ deadlineMs: this.clock.now() + deadlineMs });
+      }
+    } catch (err) {
+      this.log.error({ err: asStevedoreError(err, 'INTERNAL', 'final checkpoint upload') }, 'the last checkpoints could not all be made durable');
+    } finally {
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.watcher?.close();
+    await this.uploader?.close();
+    this.watcher = undefined;
+    this.uploader = undefined;
+  }
+
+  private committed(c: CommittedCheckpoint, bucket: string): void {
+    const m = c.manifest;
+    this.journal.append({
+      timeMs: this.clock.now(),
+      jobId: this.jobId,
+      attempt: this.attempt,
+      body: {
+        checkpointCommitted: {
+          checkpointId: m.checkpointId,
+          name: m.name,
+          step: m.step ?? -1,
+          totalBytes: m.totalBytes,
+          uploadedBytes: m.uploadedBytes,
+          files: m.files.length,
+          lastWriteMs: m.lastWriteMs,
+          committedMs: m.committedMs,
+          timeToCommitMs: c.timeToCommitMs,
+          manifestKey: c.manifestUrl,
+        },
+      },
+    });
+    this.log.info({ checkpointId: m.checkpointId, step: m.step, bytes: m.totalBytes, uploaded: m.uploadedBytes, timeToCommitMs: c.timeToCommitMs, bucket }, 'checkpoint committed');
+  }
+}
