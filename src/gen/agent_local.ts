@@ -7,11 +7,13 @@ import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Ou
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetStatusRequest as _stevedore_v1_GetStatusRequest, GetStatusRequest__Output as _stevedore_v1_GetStatusRequest__Output } from './stevedore/v1/GetStatusRequest.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
+import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { JobSpec as _stevedore_v1_JobSpec, JobSpec__Output as _stevedore_v1_JobSpec__Output } from './stevedore/v1/JobSpec.ts';
 import type { LocalAttempt as _stevedore_v1_LocalAttempt, LocalAttempt__Output as _stevedore_v1_LocalAttempt__Output } from './stevedore/v1/LocalAttempt.ts';
 import type { LogLine as _stevedore_v1_LogLine, LogLine__Output as _stevedore_v1_LogLine__Output } from './stevedore/v1/LogLine.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from './stevedore/v1/Mount.ts';
+import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from './stevedore/v1/OutputSpec.ts';
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from './stevedore/v1/Resources.ts';
 import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from './stevedore/v1/Ulimit.ts';
 
@@ -29,11 +31,13 @@ export interface ProtoGrpcType {
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetStatusRequest: MessageTypeDefinition<_stevedore_v1_GetStatusRequest, _stevedore_v1_GetStatusRequest__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
+      InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       JobSpec: MessageTypeDefinition<_stevedore_v1_JobSpec, _stevedore_v1_JobSpec__Output>
       LocalAttempt: MessageTypeDefinition<_stevedore_v1_LocalAttempt, _stevedore_v1_LocalAttempt__Output>
       LogLine: MessageTypeDefinition<_stevedore_v1_LogLine, _stevedore_v1_LogLine__Output>
       Mount: MessageTypeDefinition<_stevedore_v1_Mount, _stevedore_v1_Mount__Output>
+      OutputSpec: MessageTypeDefinition<_stevedore_v1_OutputSpec, _stevedore_v1_OutputSpec__Output>
       Resources: MessageTypeDefinition<_stevedore_v1_Resources, _stevedore_v1_Resources__Output>
       Ulimit: MessageTypeDefinition<_stevedore_v1_Ulimit, _stevedore_v1_Ulimit__Output>
     }

@@ -9,6 +9,7 @@ import type { ControlClient as _stevedore_v1_ControlClient, ControlDefinition as
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from './stevedore/v1/GetJobRequest.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
+import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { Job as _stevedore_v1_Job, Job__Output as _stevedore_v1_Job__Output } from './stevedore/v1/Job.ts';
 import type { JobLogLine as _stevedore_v1_JobLogLine, JobLogLine__Output as _stevedore_v1_JobLogLine__Output } from './stevedore/v1/JobLogLine.ts';
@@ -22,6 +23,7 @@ import type { ListNodesResponse as _stevedore_v1_ListNodesResponse, ListNodesRes
 import type { LogLine as _stevedore_v1_LogLine, LogLine__Output as _stevedore_v1_LogLine__Output } from './stevedore/v1/LogLine.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from './stevedore/v1/Mount.ts';
 import type { Node as _stevedore_v1_Node, Node__Output as _stevedore_v1_Node__Output } from './stevedore/v1/Node.ts';
+import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from './stevedore/v1/OutputSpec.ts';
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from './stevedore/v1/Resources.ts';
 import type { StreamLogsRequest as _stevedore_v1_StreamLogsRequest, StreamLogsRequest__Output as _stevedore_v1_StreamLogsRequest__Output } from './stevedore/v1/StreamLogsRequest.ts';
 import type { SubmitJobRequest as _stevedore_v1_SubmitJobRequest, SubmitJobRequest__Output as _stevedore_v1_SubmitJobRequest__Output } from './stevedore/v1/SubmitJobRequest.ts';
@@ -43,6 +45,7 @@ export interface ProtoGrpcType {
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetJobRequest: MessageTypeDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_GetJobRequest__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
+      InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       Job: MessageTypeDefinition<_stevedore_v1_Job, _stevedore_v1_Job__Output>
       JobLogLine: MessageTypeDefinition<_stevedore_v1_JobLogLine, _stevedore_v1_JobLogLine__Output>
@@ -56,6 +59,7 @@ export interface ProtoGrpcType {
       LogLine: MessageTypeDefinition<_stevedore_v1_LogLine, _stevedore_v1_LogLine__Output>
       Mount: MessageTypeDefinition<_stevedore_v1_Mount, _stevedore_v1_Mount__Output>
       Node: MessageTypeDefinition<_stevedore_v1_Node, _stevedore_v1_Node__Output>
+      OutputSpec: MessageTypeDefinition<_stevedore_v1_OutputSpec, _stevedore_v1_OutputSpec__Output>
       Resources: MessageTypeDefinition<_stevedore_v1_Resources, _stevedore_v1_Resources__Output>
       StreamLogsRequest: MessageTypeDefinition<_stevedore_v1_StreamLogsRequest, _stevedore_v1_StreamLogsRequest__Output>
       SubmitJobRequest: MessageTypeDefinition<_stevedore_v1_SubmitJobRequest, _stevedore_v1_SubmitJobRequest__Output>

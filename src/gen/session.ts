@@ -19,11 +19,13 @@ import type { EventAck as _stevedore_v1_EventAck, EventAck__Output as _stevedore
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
 import type { Heartbeat as _stevedore_v1_Heartbeat, Heartbeat__Output as _stevedore_v1_Heartbeat__Output } from './stevedore/v1/Heartbeat.ts';
 import type { HeartbeatAck as _stevedore_v1_HeartbeatAck, HeartbeatAck__Output as _stevedore_v1_HeartbeatAck__Output } from './stevedore/v1/HeartbeatAck.ts';
+import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { JobSpec as _stevedore_v1_JobSpec, JobSpec__Output as _stevedore_v1_JobSpec__Output } from './stevedore/v1/JobSpec.ts';
 import type { LogChunk as _stevedore_v1_LogChunk, LogChunk__Output as _stevedore_v1_LogChunk__Output } from './stevedore/v1/LogChunk.ts';
 import type { LogLine as _stevedore_v1_LogLine, LogLine__Output as _stevedore_v1_LogLine__Output } from './stevedore/v1/LogLine.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from './stevedore/v1/Mount.ts';
+import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from './stevedore/v1/OutputSpec.ts';
 import type { Register as _stevedore_v1_Register, Register__Output as _stevedore_v1_Register__Output } from './stevedore/v1/Register.ts';
 import type { Registered as _stevedore_v1_Registered, Registered__Output as _stevedore_v1_Registered__Output } from './stevedore/v1/Registered.ts';
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from './stevedore/v1/Resources.ts';
@@ -58,11 +60,13 @@ export interface ProtoGrpcType {
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
       Heartbeat: MessageTypeDefinition<_stevedore_v1_Heartbeat, _stevedore_v1_Heartbeat__Output>
       HeartbeatAck: MessageTypeDefinition<_stevedore_v1_HeartbeatAck, _stevedore_v1_HeartbeatAck__Output>
+      InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       JobSpec: MessageTypeDefinition<_stevedore_v1_JobSpec, _stevedore_v1_JobSpec__Output>
       LogChunk: MessageTypeDefinition<_stevedore_v1_LogChunk, _stevedore_v1_LogChunk__Output>
       LogLine: MessageTypeDefinition<_stevedore_v1_LogLine, _stevedore_v1_LogLine__Output>
       Mount: MessageTypeDefinition<_stevedore_v1_Mount, _stevedore_v1_Mount__Output>
+      OutputSpec: MessageTypeDefinition<_stevedore_v1_OutputSpec, _stevedore_v1_OutputSpec__Output>
       Register: MessageTypeDefinition<_stevedore_v1_Register, _stevedore_v1_Register__Output>
       Registered: MessageTypeDefinition<_stevedore_v1_Registered, _stevedore_v1_Registered__Output>
       Resources: MessageTypeDefinition<_stevedore_v1_Resources, _stevedore_v1_Resources__Output>

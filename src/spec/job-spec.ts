@@ -26,6 +26,26 @@ export interface JobSpec {
   workingDir: string;
   /** Absent when the agent does not manage the job's checkpoints. */
   checkpoint?: CheckpointSpec;
+  input?: InputSpec;
+  output?: OutputSpec;
+}
+
+export const EXTRACT_MODES = ['none', 'tar', 'tar.gz', 'auto'] as const;
+
+/** A dataset downloaded once into the node's cache and mounted read-only (the InputSpec message). */
+export interface InputSpec {
+  url: string;
+  endpoint: string;
+  target: string;
+  extract: (typeof EXTRACT_MODES)[number];
+}
+
+/** A directory mirrored to S3 while the job runs and once more at its end (the OutputSpec message). */
+export interface OutputSpec {
+  path: string;
+  destination: string;
+  endpoint: string;
+  intervalSeconds: number;
 }
 
 export const COMMIT_RULES = ['dcp', 'orbax', 'hf', 'lightning', 'marker', 'quiescence'] as const;
@@ -97,11 +117,32 @@ const containerPath = z
 
 const ulimitValue = z.number().int().min(-1);
 
+const endpointName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must name an S3 endpoint of the agent configuration, such as "default"').default('default');
+const s3Destination = z.string().refine((v) => parseS3Url(v) !== undefined, 'must be an S3 URL such as s3://my-bucket/runs/llama-ft (bucket of 3-63 lower-case characters, no ".." in the prefix)');
+
+const inputSchema = z
+  .object({
+    url: z.string().max(4096).refine((v) => /^https?:\/\/[^\s]+$/.test(v) || /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/[^\s]+$/.test(v), 'must be an http(s):// URL or s3://bucket/key'),
+    endpoint: endpointName,
+    target: containerPath.refine((v) => v !== '/', 'must be a directory below /, such as /data'),
+    extract: z.enum(EXTRACT_MODES, { error: `must be one of ${EXTRACT_MODES.join(', ')}` }).default('auto'),
+  })
+  .strict();
+
+const outputSchema = z
+  .object({
+    path: containerPath.refine((v) => v !== '/', 'must be a directory below /, such as /output'),
+    destination: s3Destination,
+    endpoint: endpointName,
+    intervalSeconds: z.number().int().min(1).max(86_400).default(30),
+  })
+  .strict();
+
 const checkpointSchema = z
   .object({
     path: containerPath.refine((v) => v !== '/', 'must be a directory below /, such as /checkpoints'),
-    destination: z.string().refine((v) => parseS3Url(v) !== undefined, 'must be an S3 URL such as s3://my-bucket/runs/llama-ft (bucket of 3-63 lower-case characters, no ".." in the prefix)'),
-    endpoint: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must name an S3 endpoint of the agent configuration, such as "default"').default('default'),
+    destination: s3Destination,
+    endpoint: endpointName,
     rule: z.enum(COMMIT_RULES, { error: `must be one of ${COMMIT_RULES.join(', ')} (see docs/checkpoints.md)` }).default('dcp'),
     marker: z.string().regex(/^[^/\\]{1,255}$/, 'must be a file name such as COMMIT').default('COMMIT'),
     quiescenceSeconds: z.number().int().min(1).max(3600).default(10),
@@ -175,12 +216,19 @@ const userSchema = z
     pullPolicy: z.enum(['if-not-present', 'always', 'never']).default('if-not-present'),
     workingDir: z.string().max(1024).refine((v) => v === '' || v.startsWith('/'), 'must be an absolute path in the container').default(''),
     checkpoint: checkpointSchema.optional(),
+    input: inputSchema.optional(),
+    output: outputSchema.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
-    const target = spec.checkpoint?.path;
-    if (target && spec.mounts.some((m) => m.target === target)) {
-      ctx.addIssue({ code: 'custom', path: ['checkpoint', 'path'], message: `${target} is also a mount target; the agent mounts the checkpoint directory there itself` });
+    // The agent mounts these itself: no two may share a container path.
+    const owned: [string, string | undefined][] = [['checkpoint.path', spec.checkpoint?.path], ['input.target', spec.input?.target], ['output.path', spec.output?.path]];
+    const seen = new Map<string, string>(spec.mounts.map((m, i) => [m.target, `mounts[${i}].target`]));
+    for (const [field, target] of owned) {
+      if (!target) continue;
+      const other = seen.get(target);
+      if (other) ctx.addIssue({ code: 'custom', path: field.split('.'), message: `${target} is also ${other}; each of the job's directories needs its own path` });
+      seen.set(target, field);
     }
   });
 
@@ -248,6 +296,15 @@ export function fromSpecMessage(msg: unknown): JobSpec {
     if (cleaned[key] === '') delete cleaned[key];
   }
   if (cleaned.resources === null || cleaned.resources === undefined) delete cleaned.resources;
+  for (const key of ['input', 'output'] as const) {
+    if (cleaned[key] === null || cleaned[key] === undefined) delete cleaned[key];
+    else if (typeof cleaned[key] === 'object') {
+      const section: Record<string, unknown> = { ...(cleaned[key] as Record<string, unknown>) };
+      for (const field of ['endpoint', 'extract'] as const) if (section[field] === '') delete section[field];
+      if (section.intervalSeconds === 0) delete section.intervalSeconds;
+      cleaned[key] = section;
+    }
+  }
   if (cleaned.checkpoint === null || cleaned.checkpoint === undefined) delete cleaned.checkpoint;
   else if (typeof cleaned.checkpoint === 'object') {
     const c: Record<string, unknown> = { ...(cleaned.checkpoint as Record<string, unknown>) };

@@ -56,9 +56,18 @@ void t.test('the checkpoint section: defaults, and errors that say what to write
   t.same(spec.checkpoint, { path: '/ckpt', destination: 's3://my-bucket/runs/a', endpoint: 'default', rule: 'dcp', marker: 'COMMIT', quiescenceSeconds: 10, keep: 3, keepEvery: 0, signal: 'SIGUSR1', resume: true });
   throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ncheckpoint: { path: /ckpt, destination: "http://x" }'), 'SPEC_INVALID', /checkpoint\.destination: must be an S3 URL/);
   throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ncheckpoint: { path: /ckpt, destination: "s3://b-1/x", rule: pytorch }'), 'SPEC_INVALID', /checkpoint\.rule: must be one of dcp, orbax, hf, lightning, marker, quiescence/);
-  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nmounts: [{source: c, target: /ckpt}]\ncheckpoint: { path: /ckpt, destination: "s3://b-1/x" }'), 'SPEC_INVALID', /checkpoint\.path: \/ckpt is also a mount target/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\nmounts: [{source: c, target: /ckpt}]\ncheckpoint: { path: /ckpt, destination: "s3://b-1/x" }'), 'SPEC_INVALID', /checkpoint\.path: \/ckpt is also mounts\[0\]\.target/);
   const wire = fromSpecMessage({ name: 'a', image: 'busybox', checkpoint: { path: '/ckpt', destination: 's3://b-1/x', endpoint: '', rule: '', marker: '', quiescenceSeconds: 0, keep: 0, keepEvery: 0, signal: '', resume: true } });
   t.equal(wire.checkpoint?.rule, 'dcp');
   t.equal(wire.checkpoint?.keep, 3);
+  t.end();
+});
+
+void t.test('input and output sections', (t) => {
+  const spec = parseJobSpec('name: a\nimage: busybox\ninput: { url: "https://data.example.com/set.tar.gz", target: /data }\noutput: { path: /out, destination: "s3://b-1/out" }');
+  t.same(spec.input, { url: 'https://data.example.com/set.tar.gz', endpoint: 'default', target: '/data', extract: 'auto' });
+  t.same(spec.output, { path: '/out', destination: 's3://b-1/out', endpoint: 'default', intervalSeconds: 30 });
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ninput: { url: "ftp://x/y", target: /data }'), 'SPEC_INVALID', /input\.url: must be an http\(s\):\/\/ URL or s3:\/\/bucket\/key/);
+  throwsCode(t, () => parseJobSpec('name: a\nimage: busybox\ninput: { url: "s3://b-1/k", target: /o }\noutput: { path: /o, destination: "s3://b-1/out" }'), 'SPEC_INVALID', /output\.path: \/o is also input\.target/);
   t.end();
 });

@@ -4,6 +4,8 @@ import type { Resources as _stevedore_v1_Resources, Resources__Output as _steved
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from '../../stevedore/v1/Mount.ts';
 import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from '../../stevedore/v1/Ulimit.ts';
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from '../../stevedore/v1/CheckpointSpec.ts';
+import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from '../../stevedore/v1/InputSpec.ts';
+import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from '../../stevedore/v1/OutputSpec.ts';
 
 export interface JobSpec {
   'name'?: (string);
@@ -20,6 +22,8 @@ export interface JobSpec {
   'pullPolicy'?: (string);
   'workingDir'?: (string);
   'checkpoint'?: (_stevedore_v1_CheckpointSpec | null);
+  'input'?: (_stevedore_v1_InputSpec | null);
+  'output'?: (_stevedore_v1_OutputSpec | null);
 }
 
 export interface JobSpec__Output {
@@ -37,4 +41,6 @@ export interface JobSpec__Output {
   'pullPolicy': (string);
   'workingDir': (string);
   'checkpoint': (_stevedore_v1_CheckpointSpec__Output | null);
+  'input': (_stevedore_v1_InputSpec__Output | null);
+  'output': (_stevedore_v1_OutputSpec__Output | null);
 }
