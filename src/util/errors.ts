@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'OBJECT_STORE_UNREACHABLE'
   | 'OBJECT_STORE_FAILED'
   | 'UPLOAD_MISMATCH'
+  | 'INPUT_UNAVAILABLE'
+  | 'INPUT_INVALID'
   | 'INTERNAL';
 
 export class StevedoreError extends Error {
