@@ -932,6 +932,20 @@ export class CheckpointUploader {
   private async commit(v: Version, files: FileDone[]): Promise<void> {
     const signal = v.controller.signal;
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    // A reused object may have been deleted by retention (after another commit)
+    // since it was chosen: prove each is still there, else upload the file again.
+    const ownPrefix = `${joinKey(this.prefix, v.id)}/`;
+    for (const [i, f] of files.entries()) {
+      if (f.key.startsWith(ownPrefix)) continue;
+      const info = await this.s3('check a reused object', f.key, signal, () => this.store.headObject(f.key, { signal }));
+      if (info?.size === f.size) continue;
+      this.log.info({ checkpoint: v.name, file: f.path, key: f.key }, `s3://${this.store.bucket}/${f.key}, reused for ${f.path}, is gone (retention removed it); uploading the file again`);
+      this.known.delete(f.sha256);
+      const again = await this.uploadWhole(v, f.path, f.absPath);
+      files[i] = again;
+      v.done.set(f.path, again);
+    }
+
     const entries: ManifestFile[] = files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256, key: f.key }));
 
     // Already committed under this name with the same content (a restored checkpoint, or a run before a restart): nothing to write.

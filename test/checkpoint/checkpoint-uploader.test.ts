@@ -505,3 +505,25 @@ void t.test('flush gives up at its deadline when S3 keeps failing, without commi
   t.equal(await uploader.flush({ signal: aborted.signal }), undefined);
   t.ok(Date.now() - before < 3_000, 'flush also returns when its signal aborts');
 });
+
+void t.test('a reused object that disappeared before the commit is uploaded again, never referenced dangling', async (t) => {
+  const { store, dir } = await setup(t);
+  const { uploader } = makeUploader(t, store);
+  await uploader.start();
+  const shared = randomBytes(64 * 1024);
+  write(path.join(dir, 'step-000010', 'common.bin'), shared);
+  write(path.join(dir, 'step-000010', '.metadata'), 'dcp metadata 10');
+  uploader.update(scanCandidates(dir));
+  await uploader.flush();
+  // Gone behind the uploader's back, as retention after another commit would do.
+  await store.deleteObjects([fileKey('runs/job-1', 'step-000010', 'common.bin')]);
+
+  write(path.join(dir, 'step-000020', 'common.bin'), shared);
+  write(path.join(dir, 'step-000020', '.metadata'), 'dcp metadata 20');
+  uploader.update(scanCandidates(dir));
+  await waitFor('step-000020 committed', async () => (await manifestOf(store, 'runs/job-1', 'step-000020')) !== undefined);
+  const m20 = await manifestOf(store, 'runs/job-1', 'step-000020');
+  const common = m20?.files.find((f) => f.path === 'common.bin');
+  t.equal(common?.key, fileKey('runs/job-1', 'step-000020', 'common.bin'), 'uploaded under the new checkpoint');
+  t.ok((await store.getObject(common?.key ?? '')).equals(shared), 'and the object holds the file');
+});
