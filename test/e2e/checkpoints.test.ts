@@ -14,6 +14,7 @@ import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import { Cluster } from '../helpers/cluster.ts';
 import { testEngineEnv } from '../helpers/engine.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const env = testEngineEnv();
 const run = promisify(execFile);
@@ -75,4 +76,42 @@ void t.test('checkpoints are committed while the job runs, listed, and a new att
   t.ok(logs.includes('resumed from step 12'), 'the trainer resumed from the restored checkpoint');
   t.notOk(logs.some((l) => /^step (\d|1[0-2])\//.test(l)), 'no step up to 12 ran again');
   t.same((await listCommitted(store, 'runs/one')).map((c) => c.manifest.name), ['step-000016', 'step-000012']);
+});
+
+void t.test('Hugging Face style checkpoints through an S3 endpoint that fails 20% of requests: all committed and intact', async (t) => {
+  const s3 = await startS3Server({ buckets: ['stevedore-test'] });
+  const proxy = await startFaultProxy({ target: s3.endpoint, failureRate: 0.2, faults: ['503', 'reset', 'truncate', 'stall'], stallMs: 2000, seed: 7 });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-ckpt-'));
+  const cluster = await Cluster.start(dir, { dockerHost: env.dockerHost });
+  t.teardown(async () => {
+    await cluster.close();
+    await proxy.close();
+    await s3.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await cluster.addAgent('agent-flaky', 1, {
+    s3: { endpoints: { default: { ...s3.config, endpoint: proxy.endpoint } } },
+    checkpoints: { partSizeMiB: 5, maxInFlightMiB: 32, rescanSeconds: 1 },
+  });
+  const spec = validateJobSpec({
+    ...trainer('flaky', { TRAIN_STEPS: '12', TRAIN_CKPT_STYLE: 'hf', TRAIN_CKPT_BYTES: String(7 * 1024 * 1024) }, 'runs/flaky'),
+    checkpoint: { path: '/ckpt', destination: 's3://stevedore-test/runs/flaky', rule: 'hf', quiescenceSeconds: 1, keep: 10 },
+  });
+  const job = await cluster.client.submitJob(spec);
+  const done = await cluster.waitForJob(job.jobId, ['failed', 'succeeded'], 120000);
+  t.equal(done.state, 'succeeded');
+  t.ok((proxy.counts.requests ?? 0) > 0 && Object.entries(proxy.counts).some(([k, v]) => k !== 'requests' && k !== 'forwarded' && v > 0), 'faults were injected');
+
+  const store = new S3ObjectStore({ bucket: 'stevedore-test', config: s3.config });
+  const committed = await listCommitted(store, 'runs/flaky');
+  t.same(committed.map((c) => c.manifest.name), ['checkpoint-12', 'checkpoint-8', 'checkpoint-4'], 'every checkpoint committed');
+  for (const { manifest } of committed) {
+    t.ok(manifest.files.some((f) => f.path === 'trainer_state.json'), `${manifest.name}: complete`);
+    for (const file of manifest.files) {
+      const object = await store.getObject(file.key);
+      t.equal(sha256(object), file.sha256, `${manifest.name}/${file.path}: intact`);
+      t.equal(object.length, file.size);
+    }
+  }
+  t.equal((await store.listMultipartUploads('runs/flaky/')).length, 0, 'no multipart upload left open');
 });
