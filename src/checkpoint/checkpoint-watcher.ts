@@ -30,6 +30,12 @@ export type CandidatesListener = (candidates: CheckpointCandidate[]) => void;
 
 /** Events for the same entry within this window share one scan. */
 const DEBOUNCE_MS = 50;
+/**
+ * chokidar drops a path's change events within 50 ms of the one before, with
+ * no trailing event: a last write can go unreported. One more scan this long
+ * after an entry's last event catches it.
+ */
+const TRAILING_MS = 100;
 /** After a directory appears: one scan at once, and one more this much later. */
 const NEW_DIR_RESCAN_MS = 100;
 /** start() waits this long at most for chokidar's initial walk. */
@@ -69,6 +75,8 @@ export class CheckpointWatcher {
   private pending = new Set<string>();
   private pendingAll = false;
   private debounceTimer: Timer | undefined;
+  /** Per target: the time of its latest event, and the timer of its trailing scan. */
+  private readonly trailing = new Map<string, { lastEventMs: number; timer: Timer }>();
   private rescanTimer: Timer | undefined;
   private wakeTimer: Timer | undefined;
   private readonly extraTimers = new Set<Timer>();
@@ -150,6 +158,8 @@ export class CheckpointWatcher {
     this.wakeTimer?.cancel();
     for (const timer of this.extraTimers) timer.cancel();
     this.extraTimers.clear();
+    for (const { timer } of this.trailing.values()) timer.cancel();
+    this.trailing.clear();
     const watcher = this.chokidar;
     this.chokidar = undefined;
     if (watcher) await watcher.close();
@@ -175,6 +185,7 @@ export class CheckpointWatcher {
     }
     if (top === undefined) this.pendingAll = true;
     else this.pending.add(top);
+    this.armTrailing(top ?? 'all');
     this.debounceTimer ??= this.clock.setTimeout(() => {
       this.debounceTimer = undefined;
       const all = this.pendingAll;
@@ -184,6 +195,28 @@ export class CheckpointWatcher {
       if (all) this.enqueue('all');
       else for (const name of names) this.enqueue(name);
     }, DEBOUNCE_MS);
+  }
+
+  /** Scans the target TRAILING_MS after its latest event (one timer per target, pushed back while events keep coming). */
+  private armTrailing(target: string): void {
+    const now = this.clock.now();
+    const existing = this.trailing.get(target);
+    if (existing) {
+      existing.lastEventMs = now;
+      return;
+    }
+    const fire = (): void => {
+      const entry = this.trailing.get(target);
+      if (!entry) return;
+      const quietFor = this.clock.now() - entry.lastEventMs;
+      if (quietFor < TRAILING_MS) {
+        entry.timer = this.clock.setTimeout(fire, TRAILING_MS - quietFor);
+        return;
+      }
+      this.trailing.delete(target);
+      this.enqueue(target);
+    };
+    this.trailing.set(target, { lastEventMs: now, timer: this.clock.setTimeout(fire, TRAILING_MS) });
   }
 
   private onWatchError(err: unknown): void {

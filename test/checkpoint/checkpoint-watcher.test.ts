@@ -362,27 +362,88 @@ async function watcherWithFakeChokidar(t: Test, onWatch: (fake: FakeChokidar) =>
   return { fake, Watcher };
 }
 
-void t.test('a new directory is scanned at once and again shortly after, for files the file watcher never reports', async (t) => {
+/** Time and timers that move only when the test says so. */
+class ManualClock implements Clock {
+  private nowMs = 1_800_000_000_000;
+  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
+  now(): number {
+    return this.nowMs;
+  }
+  setTimeout(fn: () => void, ms: number): Timer {
+    const timer = { at: this.nowMs + ms, fn, cancelled: false };
+    this.timers.push(timer);
+    return { cancel: () => { timer.cancelled = true; } };
+  }
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.setTimeout(resolve, ms));
+  }
+  /** Moves time forward, firing due timers in order (including ones they set). */
+  advance(ms: number): void {
+    const end = this.nowMs + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => !x.cancelled && x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.nowMs = Math.max(this.nowMs, due.at);
+      due.fn();
+    }
+    this.nowMs = end;
+  }
+}
+
+async function manualSetup(t: Test): Promise<{ fake: FakeChokidar; clock: ManualClock; dir: string; watcher: CheckpointWatcher; seen: Recorder }> {
   const { fake, Watcher } = await watcherWithFakeChokidar(t, (f) => f.emit('ready'));
   const dir = t.testdir();
-  const watcher = new Watcher({ dir, rule: { kind: 'dcp' }, clock: systemClock, logger: silentLogger(), rescanMs: 60_000 });
+  const clock = new ManualClock();
+  const watcher = new Watcher({ dir, rule: { kind: 'dcp' }, clock, logger: silentLogger(), rescanMs: 3_600_000 });
   t.teardown(() => watcher.close());
   const seen = new Recorder();
   watcher.onChange(seen.listener);
   await watcher.start();
+  return { fake, clock, dir, watcher, seen };
+}
+
+void t.test('a new directory is scanned at once and again 100 ms later, for files the file watcher never reports', async (t) => {
+  const { fake, clock, dir, seen } = await manualSetup(t);
   const ckpt = path.join(dir, 'step-4');
   fs.mkdirSync(ckpt);
   fake.emit('all', 'addDir', ckpt);
-  await seen.until('the new, empty directory', (c) => find(c, 'step-4')?.files.length === 0);
+  await seen.until('the new, empty directory, at once', (c) => find(c, 'step-4')?.files.length === 0);
   fs.writeFileSync(path.join(ckpt, '.metadata'), 'm');
+  clock.advance(99);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(find(seen.latest, 'step-4')?.complete, false, 'no scan before 100 ms');
+  clock.advance(1);
   const done = await seen.until('the file written after the first scan, with no event for it', (c) => find(c, 'step-4')?.complete === true);
   t.same(find(done, 'step-4')?.files.map((f) => f.path), ['.metadata']);
+});
 
-  fs.writeFileSync(path.join(ckpt, 'late.bin'), 'x');
-  fake.emit('all', 'add', path.join(ckpt, 'late.bin'));
-  fake.emit('all', 'add', path.join(ckpt, 'late.bin'));
-  fake.emit('all', 'change', path.join(ckpt, 'late.bin'));
-  await seen.until('the file of a repeated event', (c) => find(c, 'step-4')?.files.length === 2);
+void t.test('repeated events are harmless; a last write without an event of its own is found 100 ms after the last event', async (t) => {
+  const { fake, clock, dir, seen } = await manualSetup(t);
+  const ckpt = path.join(dir, 'step-8');
+  const shard = path.join(ckpt, '__0_0.distcp');
+  fs.mkdirSync(ckpt);
+  append(shard, 100);
+  fake.emit('all', 'add', shard);
+  fake.emit('all', 'add', shard);
+  fake.emit('all', 'change', shard);
+  clock.advance(50);
+  await seen.until('the first bytes, 50 ms after the first event', (c) => sizeOf(c, 'step-8', '__0_0.distcp') === 100);
+  const reports = seen.results.length;
+
+  clock.advance(30);
+  append(shard, 100);
+  fake.emit('all', 'change', shard); // at 80 ms: the trailing scan moves to 180 ms
+  clock.advance(50);
+  await seen.until('the second write', (c) => sizeOf(c, 'step-8', '__0_0.distcp') === 200);
+  t.equal(seen.results.length, reports + 1, 'one report per scan that found a change');
+
+  append(shard, 100); // chokidar dropped this write's event (its 50 ms throttle)
+  clock.advance(49);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(sizeOf(seen.latest, 'step-8', '__0_0.distcp'), 200, 'not yet: 99 ms after the last event');
+  clock.advance(1);
+  await seen.until('the write without an event', (c) => sizeOf(c, 'step-8', '__0_0.distcp') === 300);
 });
 
 void t.test('out of inotify watches: a warning that names fs.inotify.max_user_watches, and periodic scans carry on', async (t) => {
