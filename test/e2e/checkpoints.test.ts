@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { listCommitted } from '../../src/checkpoint/committed.ts';
 import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
-import { Cluster } from '../helpers/cluster.ts';
+import { Cluster, waitUntil } from '../helpers/cluster.ts';
 import { testEngineEnv } from '../helpers/engine.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
@@ -114,4 +114,41 @@ void t.test('Hugging Face style checkpoints through an S3 endpoint that fails 20
     }
   }
   t.equal((await store.listMultipartUploads('runs/flaky/')).length, 0, 'no multipart upload left open');
+});
+
+void t.test('kill -9 of the agent in the middle of a multipart upload: no partial commit, nothing left open, committed after the restart', async (t) => {
+  const s3 = await startS3Server({ buckets: ['stevedore-test'] });
+  // Every request is held back: uploads stay open long enough to be interrupted.
+  const proxy = await startFaultProxy({ target: s3.endpoint, failureRate: 1, faults: ['stall'], stallMs: 1500, seed: 1 });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-ckpt-'));
+  const cluster = await Cluster.start(dir, { dockerHost: env.dockerHost });
+  t.teardown(async () => {
+    await cluster.close();
+    await proxy.close();
+    await s3.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const agent = await cluster.addAgent('agent-k9', 1, {
+    s3: { endpoints: { default: { ...s3.config, endpoint: proxy.endpoint } } },
+    checkpoints: { partSizeMiB: 5, maxInFlightMiB: 32, rescanSeconds: 1 },
+  });
+  const store = new S3ObjectStore({ bucket: 'stevedore-test', config: s3.config });
+  const job = await cluster.client.submitJob(trainer('k9', { TRAIN_STEPS: '20', TRAIN_CKPT_EVERY: '10', TRAIN_STEP_SECONDS: '0.3', TRAIN_CKPT_BYTES: String(24 * 1024 * 1024) }, 'runs/k9'));
+  await waitUntil(async () => (await store.listMultipartUploads('runs/k9/')).length > 0, 60000, () => 'no multipart upload started');
+  await agent.proc.stop('SIGKILL');
+  t.same(await listCommitted(store, 'runs/k9'), [], 'the interrupted checkpoint has no manifest');
+  t.ok((await store.listMultipartUploads('runs/k9/')).length > 0, 'its multipart upload is still open');
+
+  proxy.setFailureRate(0);
+  agent.proc.start();
+  const done = await cluster.waitForJob(job.jobId, ['failed', 'succeeded'], 120000);
+  t.equal(done.state, 'succeeded');
+  t.equal(done.attempts.length, 1);
+  const committed = await listCommitted(store, 'runs/k9');
+  // step-000010 may have been given up for the newer step-000020 (the newest goes first); never half-committed.
+  t.equal(committed[0]?.manifest.name, 'step-000020', 'the newest checkpoint is committed');
+  for (const { manifest } of committed) {
+    for (const file of manifest.files) t.equal(sha256(await store.getObject(file.key)), file.sha256, `${manifest.name}/${file.path}: intact`);
+  }
+  t.equal((await store.listMultipartUploads('runs/k9/')).length, 0, 'no multipart upload left open');
 });
