@@ -13,7 +13,7 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Clock, Timer } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
-import { messageOf } from '../util/errors.ts';
+import { StevedoreError, messageOf } from '../util/errors.ts';
 import { compareCandidatesNewestFirst, evaluate, type CheckpointCandidate, type CommitRule, type LocalFile, type ScannedEntry } from './commit-rules.ts';
 
 export interface CheckpointWatcherOptions {
@@ -100,7 +100,17 @@ export class CheckpointWatcher {
   async start(): Promise<void> {
     if (this.started || this.closed) return;
     this.started = true;
-    await fs.mkdir(this.dir, { recursive: true });
+    try {
+      await fs.mkdir(this.dir, { recursive: true });
+      if (!(await fs.stat(this.dir)).isDirectory()) throw new Error('not a directory');
+    } catch (err) {
+      this.started = false;
+      throw new StevedoreError(
+        'CHECKPOINT_DIR_UNUSABLE',
+        `cannot use ${this.dir} as the checkpoint directory: ${messageOf(err)}. Check that it is a directory the agent can create and write (owner, permissions, a read-only or full filesystem)`,
+        { cause: err },
+      );
+    }
     const watcher = watch(this.dir, {
       usePolling: false,
       ignoreInitial: false,
@@ -279,7 +289,9 @@ export class CheckpointWatcher {
       try {
         names = await fs.readdir(this.dir);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          throw new StevedoreError('CHECKPOINT_DIR_UNUSABLE', `cannot read the checkpoint directory ${this.dir}: ${messageOf(err)}. Check that the agent can read it`, { cause: err });
+        }
         names = [];
       }
       const seen = new Set(names);

@@ -10,6 +10,7 @@ import type * as WatcherModule from '../../src/checkpoint/checkpoint-watcher.ts'
 import type { CheckpointCandidate, CommitRule } from '../../src/checkpoint/commit-rules.ts';
 import { systemClock, type Clock, type Timer } from '../../src/util/clock.ts';
 import { silentLogger, type Logger } from '../../src/util/logger.ts';
+import { rejectsCode } from '../helpers/assert.ts';
 
 /** Real timers; a time that the test can move forward (for quiescence). */
 class OffsetClock implements Clock {
@@ -338,6 +339,14 @@ void t.test('listeners hear only about changes; a late listener gets the next re
   fs.mkdirSync(path.join(dir, 'step-6'));
   await new Promise((r) => setTimeout(r, 300));
   t.equal(seen.results.length, count, 'nothing is reported after close');
+});
+
+void t.test('a checkpoint path that is a file is refused with what to check', async (t) => {
+  const dir = path.join(t.testdir({ 'ckpt': 'not a directory' }), 'ckpt');
+  const watcher = new CheckpointWatcher({ dir, rule: { kind: 'dcp' }, clock: systemClock, logger: silentLogger() });
+  t.teardown(() => watcher.close());
+  await rejectsCode(t, watcher.start(), 'CHECKPOINT_DIR_UNUSABLE', /ckpt as the checkpoint directory.*Check that it is a directory/);
+  await rejectsCode(t, watcher.scanNow(), 'CHECKPOINT_DIR_UNUSABLE', /cannot read the checkpoint directory/);
 });
 
 /** chokidar replaced by an emitter the test drives: for what a real inotify cannot be made to do on demand. */
