@@ -10,6 +10,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { ControlClient } from '../src/client/control-client.ts';
 import { writeFakeNvidiaSmi } from '../test/helpers/fake-gpus.ts';
+import { startS3Server } from '../test/helpers/s3-server.ts';
 import { freePort, waitUntil } from '../test/helpers/cluster.ts';
 import { buildTrainerImage, startTestEngine } from './test-env.ts';
 
@@ -46,10 +47,12 @@ async function main(): Promise<number> {
   const engine = await startTestEngine({ log: (m) => process.stdout.write(`    ${m}\n`) });
   let coordinator: ChildProcess | undefined;
   let agent: ChildProcess | undefined;
+  const s3 = await startS3Server({ buckets: ['stevedore-demo'] });
   try {
     say('Docker Engine ready on a private socket; building the training stand-in image');
     const image = await buildTrainerImage(engine.dockerHost, (m) => process.stdout.write(`    ${m}\n`));
 
+    say(`S3-compatible server (s3rver) on ${s3.endpoint}, bucket stevedore-demo`);
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
     coordinator = start(['coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', '2'], path.join(dir, 'coordinator.log'));
@@ -67,6 +70,8 @@ async function main(): Promise<number> {
       dockerHost: engine.dockerHost,
       nvidiaSmiPath: writeFakeNvidiaSmi(path.join(dir, 'gpu'), 4),
       labels: { zone: 'demo-zone-a', spot: 'true', 'instance-type': 'p4d.24xlarge' },
+      s3: { endpoints: { default: s3.config } },
+      checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
     agent = start(['agent', '--config', path.join(dir, 'agent.yaml')], path.join(dir, 'agent.log'));
@@ -83,6 +88,8 @@ async function main(): Promise<number> {
     if (job) {
       say(`stevedore status ${job.jobId}`);
       await runCli(['status', job.jobId, '--coordinator', address]);
+      say(`stevedore checkpoints ${job.jobId} (each one committed to S3 while the job ran)`);
+      await runCli(['checkpoints', job.jobId, '--coordinator', address]);
     }
     say('stevedore status --agent (the agent on this host, over its local socket)');
     await runCli(['status', '--agent', socket]);
@@ -92,6 +99,7 @@ async function main(): Promise<number> {
   } finally {
     await stop(agent);
     await stop(coordinator);
+    await s3.close();
     await engine.stop();
   }
 }

@@ -13,6 +13,7 @@ import type { CheckpointSpec } from '../spec/job-spec.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { Clock } from '../util/clock.ts';
 import { asStevedoreError } from '../util/errors.ts';
+import { formatBytes } from '../util/size.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventJournal } from './event-journal.ts';
 
@@ -46,8 +47,22 @@ export class AttemptCheckpoints {
   private readonly nodeId: string;
   private watcher: CheckpointWatcher | undefined;
   private uploader: CheckpointUploader | undefined;
+  private readonly note: (text: string) => void;
 
-  constructor(opts: { jobId: string; attempt: number; nodeId: string; spec: CheckpointSpec; jobDir: string; services: CheckpointServices; journal: EventJournal; clock: Clock; logger: Logger }) {
+  constructor(opts: {
+    jobId: string;
+    attempt: number;
+    nodeId: string;
+    spec: CheckpointSpec;
+    jobDir: string;
+    services: CheckpointServices;
+    journal: EventJournal;
+    clock: Clock;
+    logger: Logger;
+    /** A line in the job's own log, for the people following it. */
+    note: (text: string) => void;
+  }) {
+    this.note = opts.note;
     this.jobId = opts.jobId;
     this.attempt = opts.attempt;
     this.nodeId = opts.nodeId;
@@ -161,5 +176,6 @@ export class AttemptCheckpoints {
       },
     });
     this.log.info({ checkpointId: m.checkpointId, step: m.step, bytes: m.totalBytes, uploaded: m.uploadedBytes, timeToCommitMs: c.timeToCommitMs, bucket }, 'checkpoint committed');
+    this.note(`checkpoint ${m.checkpointId} committed to ${c.manifestUrl.replace(/\/_stevedore\/manifest\.json$/, '/')} (${formatBytes(m.totalBytes)}, ${formatBytes(m.uploadedBytes)} uploaded, ${c.timeToCommitMs} ms after its last byte)`);
   }
 }

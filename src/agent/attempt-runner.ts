@@ -205,6 +205,7 @@ export class AttemptRunner {
       journal: this.deps.journal,
       clock: this.deps.clock,
       logger: this.log,
+      note: (text) => this.openLog().note(text),
     });
     return this.checkpoints;
   }
