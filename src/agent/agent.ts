@@ -23,6 +23,8 @@ import { collectInventory } from './inventory/host.ts';
 import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
 import type { CheckpointServices } from './attempt-checkpoints.ts';
+import type { DataServices } from './attempt-runner.ts';
+import { InputCache } from '../data/input-cache.ts';
 import { ByteBudget } from '../checkpoint/byte-budget.ts';
 import { S3ObjectStore } from '../storage/s3-object-store.ts';
 import { parseS3Url, type ObjectStore } from '../storage/object-store.ts';
@@ -57,6 +59,7 @@ export class Agent {
   /** Container removals after acknowledged ends, one at a time. */
   private cleanup: Promise<void> = Promise.resolve();
   private readonly checkpointServices: CheckpointServices;
+  private readonly dataServices: DataServices;
   private readonly stores = new Map<string, ObjectStore>();
 
   private constructor(opts: AgentOptions) {
@@ -75,21 +78,40 @@ export class Agent {
       partSizeBytes: opts.config.checkpoints.partSizeMiB * mib,
       rescanMs: opts.config.checkpoints.rescanSeconds * 1000,
     };
+    this.dataServices = {
+      inputs: new InputCache({
+        dir: path.join(opts.config.stateDir, 'cache'),
+        storeFor: (endpoint, bucket) => this.objectStore('input', endpoint, bucket),
+        logger: this.logger,
+        clock: this.clock,
+      }),
+      outputFor: (spec) => this.destination('output', spec.endpoint, spec.destination),
+      partSizeBytes: opts.config.checkpoints.partSizeMiB * mib,
+    };
+  }
+
+  private storeFor(spec: CheckpointSpec): { store: ObjectStore; prefix: string } {
+    return this.destination('checkpoint', spec.endpoint, spec.destination);
+  }
+
+  /** The store and prefix of an s3:// destination of a job spec section. */
+  private destination(section: string, endpoint: string, url: string): { store: ObjectStore; prefix: string } {
+    const parsed = parseS3Url(url);
+    if (!parsed) throw new StevedoreError('SPEC_INVALID', `${section}.destination ${url} is not an S3 URL`);
+    return { store: this.objectStore(section, endpoint, parsed.bucket), prefix: parsed.prefix };
   }
 
   /** One client per endpoint and bucket, shared by the jobs that use them. */
-  private storeFor(spec: CheckpointSpec): { store: ObjectStore; prefix: string } {
-    const endpoint = this.config.s3.endpoints[spec.endpoint];
-    const url = parseS3Url(spec.destination);
-    if (!endpoint) throw new StevedoreError('SPEC_INVALID', `checkpoint.endpoint "${spec.endpoint}" is not configured on this node: add s3.endpoints.${spec.endpoint} to its agent.yaml (docs/configuration.md)`);
-    if (!url) throw new StevedoreError('SPEC_INVALID', `checkpoint.destination ${spec.destination} is not an S3 URL`);
-    const key = `${spec.endpoint}/${url.bucket}`;
+  private objectStore(section: string, endpointName: string, bucket: string): ObjectStore {
+    const endpoint = this.config.s3.endpoints[endpointName];
+    if (!endpoint) throw new StevedoreError('SPEC_INVALID', `${section}.endpoint "${endpointName}" is not configured on this node: add s3.endpoints.${endpointName} to its agent.yaml (docs/configuration.md)`);
+    const key = `${endpointName}/${bucket}`;
     let store = this.stores.get(key);
     if (!store) {
-      store = new S3ObjectStore({ bucket: url.bucket, config: endpoint, logger: this.logger });
+      store = new S3ObjectStore({ bucket, config: endpoint, logger: this.logger });
       this.stores.set(key, store);
     }
-    return { store, prefix: url.prefix };
+    return store;
   }
 
   static async start(opts: AgentOptions): Promise<Agent> {
@@ -184,6 +206,7 @@ export class Agent {
         registryAuth: (image) => this.registryAuth(image),
         pullInactivityTimeoutMs: this.config.pullInactivityTimeoutSeconds * 1000,
         checkpoints: this.checkpointServices,
+        data: this.dataServices,
       },
       jobId,
       attempt,
@@ -245,7 +268,10 @@ export class Agent {
     if (this.ledger.get(start.jobId, start.attempt)) return { accepted: true };
     if (this.draining) return refuse('NODE_DRAINING', 'this node is draining and takes no new jobs');
     const spec = fromSpecMessage(start.spec);
+    // Refuse now, with the reason, what could only fail later.
     if (spec.checkpoint) this.storeFor(spec.checkpoint);
+    if (spec.output) this.destination('output', spec.output.endpoint, spec.output.destination);
+    if (spec.input?.url.startsWith('s3://')) this.objectStore('input', spec.input.endpoint, spec.input.url.slice(5).split('/')[0] ?? '');
     this.paths.prepareMounts(start.jobId, spec.mounts);
     const key = attemptKey(start.jobId, start.attempt);
     const gpuUuids = this.allocator.allocate(key, spec.resources.gpus);

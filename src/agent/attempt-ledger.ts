@@ -35,6 +35,8 @@ export interface AttemptRecord {
   logCursor: string;
   /** The coordinator asked to resume from the newest committed checkpoint. */
   resume: boolean;
+  /** The job's input in the node cache, once prepared. */
+  inputPath?: string;
   /** What was restored before the start: undefined = not done yet, null = nothing to restore. */
   restored?: { containerPath: string; step: number | null; checkpointId: string } | null;
 }

@@ -9,10 +9,17 @@ import type { Logger } from '../util/logger.ts';
 import type { AttemptLedger, AttemptRecord } from './attempt-ledger.ts';
 import { isTerminal, transition, toWireState, type AttemptState } from './attempt-state.ts';
 import { AttemptCheckpoints, type CheckpointServices } from './attempt-checkpoints.ts';
+import type { InputCache } from '../data/input-cache.ts';
+import { OutputMirror } from '../data/output-mirror.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { OutputSpec } from '../spec/job-spec.ts';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { EventJournal } from './event-journal.ts';
 import type { GpuAllocator } from './gpu-allocator.ts';
 import { JobLog } from './job-log.ts';
 import { attemptKey, type JobPaths } from './job-paths.ts';
+import { formatBytes } from '../util/size.ts';
 
 export const LABELS = {
   managed: 'io.stevedore.managed',
@@ -36,7 +43,17 @@ export interface AttemptRunnerDeps {
   registryAuth: (image: string) => RegistryAuth | undefined;
   pullInactivityTimeoutMs: number;
   checkpoints: CheckpointServices;
+  data: DataServices;
 }
+
+export interface DataServices {
+  inputs: InputCache;
+  outputFor: (spec: OutputSpec) => { store: ObjectStore; prefix: string };
+  partSizeBytes: number;
+}
+
+/** How long, after the container exits, the agent keeps mirroring its output. */
+const FINAL_OUTPUT_SYNC_MS = 120_000;
 
 /** How long to wait for the last log lines after the container has exited. */
 const LOG_DRAIN_MS = 5000;
@@ -58,6 +75,7 @@ export class AttemptRunner {
   private jobLog: JobLog | undefined;
   private running: Promise<void> | undefined;
   private checkpoints: AttemptCheckpoints | undefined;
+  private output: OutputMirror | undefined;
 
   constructor(deps: AttemptRunnerDeps, jobId: string, attempt: number) {
     this.deps = deps;
@@ -86,6 +104,7 @@ export class AttemptRunner {
     this.detachController.abort(new StevedoreError('INTERNAL', 'agent shutting down'));
     await this.running;
     await this.checkpoints?.close();
+    await this.output?.close({ final: false });
     this.jobLog?.close();
   }
 
@@ -117,7 +136,10 @@ export class AttemptRunner {
         this.finish('CANCELLED', -1, null, false);
         return;
       }
-      if (!record.containerId) await this.restoreCheckpoint();
+      if (!record.containerId) {
+        await this.prepareInput();
+        await this.restoreCheckpoint();
+      }
       // create() is idempotent by name, so a crash between create and the
       // ledger write finds the same container again.
       if (!this.record.containerId) await this.createContainer();
@@ -143,8 +165,14 @@ export class AttemptRunner {
       const containerId = this.record.containerId;
       const logs = this.followLogs(containerId, signal);
       await this.startCheckpointSync();
+      this.startOutputMirror();
       const exit = await this.deps.engine.wait(containerId, signal);
       await Promise.race([logs, this.deps.clock.sleep(LOG_DRAIN_MS).catch(() => undefined)]);
+      if (this.output) {
+        const stats = await this.output.close({ final: true, deadlineMs: this.deps.clock.now() + FINAL_OUTPUT_SYNC_MS });
+        this.output = undefined;
+        this.openLog().note(`output mirrored: ${stats.filesUploaded} files uploaded${stats.errors > 0 ? `, ${stats.errors} upload errors (see the agent's log)` : ''}`);
+      }
       if (this.checkpoints) {
         this.openLog().note('container exited; making its last checkpoints durable');
         await this.checkpoints.finish();
@@ -210,6 +238,43 @@ export class AttemptRunner {
     return this.checkpoints;
   }
 
+  /** The job's dataset, from the node's cache (downloaded once per node and source version). */
+  private async prepareInput(): Promise<void> {
+    const record = this.record;
+    const input = record.spec?.input;
+    if (!input || record.inputPath) return;
+    const jobLog = this.openLog();
+    let lastNote = 0;
+    const prepared = await this.deps.data.inputs.prepare(input, {
+      signal: AbortSignal.any([this.detachController.signal, this.startController.signal]),
+      onProgress: (bytes, total) => {
+        const now = this.deps.clock.now();
+        if (now - lastNote < 2000) return;
+        lastNote = now;
+        jobLog.note(`downloading input: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ''}`);
+      },
+    });
+    this.deps.ledger.update(this.jobId, this.attempt, { inputPath: prepared.hostPath });
+    jobLog.note(`input ${prepared.reused ? 'found in the node cache' : `downloaded (${formatBytes(prepared.bytes)} in ${prepared.durationMs} ms)`}; mounted read-only at ${input.target}`);
+  }
+
+  private outputDir(): string {
+    return path.join(this.deps.paths.jobDir(this.jobId), 'output');
+  }
+
+  private startOutputMirror(): void {
+    const spec = this.record.spec?.output;
+    if (!spec || this.output) return;
+    try {
+      const { store, prefix } = this.deps.data.outputFor(spec);
+      this.output = new OutputMirror({ dir: this.outputDir(), store, prefix, intervalMs: spec.intervalSeconds * 1000, clock: this.deps.clock, logger: this.log, partSizeBytes: this.deps.data.partSizeBytes });
+      this.output.start();
+    } catch (err) {
+      this.log.error({ err }, 'output mirror could not start');
+      this.openLog().note(`output mirror could not start: ${messageOf(err)}`);
+    }
+  }
+
   /** Once per attempt, before its container exists: bring back the newest committed checkpoint. */
   private async restoreCheckpoint(): Promise<void> {
     const record = this.record;
@@ -244,6 +309,11 @@ export class AttemptRunner {
     const mounts = this.deps.paths.prepareMounts(this.jobId, spec.mounts);
     const checkpoints = this.checkpointsOf(record);
     if (checkpoints) mounts.push(checkpoints.mount());
+    if (spec.input && record.inputPath) mounts.push({ hostPath: record.inputPath, containerPath: spec.input.target, readOnly: true });
+    if (spec.output) {
+      mkdirSync(this.outputDir(), { recursive: true, mode: 0o755 });
+      mounts.push({ hostPath: this.outputDir(), containerPath: spec.output.path, readOnly: false });
+    }
     const containerSpec: ContainerSpec = {
       name: record.containerName,
       image: spec.image,
