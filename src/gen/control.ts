@@ -6,6 +6,7 @@ import type { CancelJobRequest as _stevedore_v1_CancelJobRequest, CancelJobReque
 import type { Checkpoint as _stevedore_v1_Checkpoint, Checkpoint__Output as _stevedore_v1_Checkpoint__Output } from './stevedore/v1/Checkpoint.ts';
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
 import type { ControlClient as _stevedore_v1_ControlClient, ControlDefinition as _stevedore_v1_ControlDefinition } from './stevedore/v1/Control.ts';
+import type { DrainNodeRequest as _stevedore_v1_DrainNodeRequest, DrainNodeRequest__Output as _stevedore_v1_DrainNodeRequest__Output } from './stevedore/v1/DrainNodeRequest.ts';
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from './stevedore/v1/GetJobRequest.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
@@ -25,6 +26,7 @@ import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount
 import type { Node as _stevedore_v1_Node, Node__Output as _stevedore_v1_Node__Output } from './stevedore/v1/Node.ts';
 import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from './stevedore/v1/OutputSpec.ts';
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from './stevedore/v1/Resources.ts';
+import type { RestartPolicy as _stevedore_v1_RestartPolicy, RestartPolicy__Output as _stevedore_v1_RestartPolicy__Output } from './stevedore/v1/RestartPolicy.ts';
 import type { StreamLogsRequest as _stevedore_v1_StreamLogsRequest, StreamLogsRequest__Output as _stevedore_v1_StreamLogsRequest__Output } from './stevedore/v1/StreamLogsRequest.ts';
 import type { SubmitJobRequest as _stevedore_v1_SubmitJobRequest, SubmitJobRequest__Output as _stevedore_v1_SubmitJobRequest__Output } from './stevedore/v1/SubmitJobRequest.ts';
 import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from './stevedore/v1/Ulimit.ts';
@@ -42,6 +44,7 @@ export interface ProtoGrpcType {
       Checkpoint: MessageTypeDefinition<_stevedore_v1_Checkpoint, _stevedore_v1_Checkpoint__Output>
       CheckpointSpec: MessageTypeDefinition<_stevedore_v1_CheckpointSpec, _stevedore_v1_CheckpointSpec__Output>
       Control: SubtypeConstructor<typeof grpc.Client, _stevedore_v1_ControlClient> & { service: _stevedore_v1_ControlDefinition }
+      DrainNodeRequest: MessageTypeDefinition<_stevedore_v1_DrainNodeRequest, _stevedore_v1_DrainNodeRequest__Output>
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetJobRequest: MessageTypeDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_GetJobRequest__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
@@ -61,6 +64,7 @@ export interface ProtoGrpcType {
       Node: MessageTypeDefinition<_stevedore_v1_Node, _stevedore_v1_Node__Output>
       OutputSpec: MessageTypeDefinition<_stevedore_v1_OutputSpec, _stevedore_v1_OutputSpec__Output>
       Resources: MessageTypeDefinition<_stevedore_v1_Resources, _stevedore_v1_Resources__Output>
+      RestartPolicy: MessageTypeDefinition<_stevedore_v1_RestartPolicy, _stevedore_v1_RestartPolicy__Output>
       StreamLogsRequest: MessageTypeDefinition<_stevedore_v1_StreamLogsRequest, _stevedore_v1_StreamLogsRequest__Output>
       SubmitJobRequest: MessageTypeDefinition<_stevedore_v1_SubmitJobRequest, _stevedore_v1_SubmitJobRequest__Output>
       Ulimit: MessageTypeDefinition<_stevedore_v1_Ulimit, _stevedore_v1_Ulimit__Output>

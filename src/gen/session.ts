@@ -13,6 +13,7 @@ import type { Command as _stevedore_v1_Command, Command__Output as _stevedore_v1
 import type { CommandAck as _stevedore_v1_CommandAck, CommandAck__Output as _stevedore_v1_CommandAck__Output } from './stevedore/v1/CommandAck.ts';
 import type { CoordinatorMessage as _stevedore_v1_CoordinatorMessage, CoordinatorMessage__Output as _stevedore_v1_CoordinatorMessage__Output } from './stevedore/v1/CoordinatorMessage.ts';
 import type { Drain as _stevedore_v1_Drain, Drain__Output as _stevedore_v1_Drain__Output } from './stevedore/v1/Drain.ts';
+import type { DrainReport as _stevedore_v1_DrainReport, DrainReport__Output as _stevedore_v1_DrainReport__Output } from './stevedore/v1/DrainReport.ts';
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { Event as _stevedore_v1_Event, Event__Output as _stevedore_v1_Event__Output } from './stevedore/v1/Event.ts';
 import type { EventAck as _stevedore_v1_EventAck, EventAck__Output as _stevedore_v1_EventAck__Output } from './stevedore/v1/EventAck.ts';
@@ -26,9 +27,11 @@ import type { LogChunk as _stevedore_v1_LogChunk, LogChunk__Output as _stevedore
 import type { LogLine as _stevedore_v1_LogLine, LogLine__Output as _stevedore_v1_LogLine__Output } from './stevedore/v1/LogLine.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from './stevedore/v1/Mount.ts';
 import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from './stevedore/v1/OutputSpec.ts';
+import type { PreemptionNotice as _stevedore_v1_PreemptionNotice, PreemptionNotice__Output as _stevedore_v1_PreemptionNotice__Output } from './stevedore/v1/PreemptionNotice.ts';
 import type { Register as _stevedore_v1_Register, Register__Output as _stevedore_v1_Register__Output } from './stevedore/v1/Register.ts';
 import type { Registered as _stevedore_v1_Registered, Registered__Output as _stevedore_v1_Registered__Output } from './stevedore/v1/Registered.ts';
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from './stevedore/v1/Resources.ts';
+import type { RestartPolicy as _stevedore_v1_RestartPolicy, RestartPolicy__Output as _stevedore_v1_RestartPolicy__Output } from './stevedore/v1/RestartPolicy.ts';
 import type { SessionError as _stevedore_v1_SessionError, SessionError__Output as _stevedore_v1_SessionError__Output } from './stevedore/v1/SessionError.ts';
 import type { StartJob as _stevedore_v1_StartJob, StartJob__Output as _stevedore_v1_StartJob__Output } from './stevedore/v1/StartJob.ts';
 import type { StopJob as _stevedore_v1_StopJob, StopJob__Output as _stevedore_v1_StopJob__Output } from './stevedore/v1/StopJob.ts';
@@ -54,6 +57,7 @@ export interface ProtoGrpcType {
       CommandAck: MessageTypeDefinition<_stevedore_v1_CommandAck, _stevedore_v1_CommandAck__Output>
       CoordinatorMessage: MessageTypeDefinition<_stevedore_v1_CoordinatorMessage, _stevedore_v1_CoordinatorMessage__Output>
       Drain: MessageTypeDefinition<_stevedore_v1_Drain, _stevedore_v1_Drain__Output>
+      DrainReport: MessageTypeDefinition<_stevedore_v1_DrainReport, _stevedore_v1_DrainReport__Output>
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       Event: MessageTypeDefinition<_stevedore_v1_Event, _stevedore_v1_Event__Output>
       EventAck: MessageTypeDefinition<_stevedore_v1_EventAck, _stevedore_v1_EventAck__Output>
@@ -67,9 +71,11 @@ export interface ProtoGrpcType {
       LogLine: MessageTypeDefinition<_stevedore_v1_LogLine, _stevedore_v1_LogLine__Output>
       Mount: MessageTypeDefinition<_stevedore_v1_Mount, _stevedore_v1_Mount__Output>
       OutputSpec: MessageTypeDefinition<_stevedore_v1_OutputSpec, _stevedore_v1_OutputSpec__Output>
+      PreemptionNotice: MessageTypeDefinition<_stevedore_v1_PreemptionNotice, _stevedore_v1_PreemptionNotice__Output>
       Register: MessageTypeDefinition<_stevedore_v1_Register, _stevedore_v1_Register__Output>
       Registered: MessageTypeDefinition<_stevedore_v1_Registered, _stevedore_v1_Registered__Output>
       Resources: MessageTypeDefinition<_stevedore_v1_Resources, _stevedore_v1_Resources__Output>
+      RestartPolicy: MessageTypeDefinition<_stevedore_v1_RestartPolicy, _stevedore_v1_RestartPolicy__Output>
       SessionError: MessageTypeDefinition<_stevedore_v1_SessionError, _stevedore_v1_SessionError__Output>
       StartJob: MessageTypeDefinition<_stevedore_v1_StartJob, _stevedore_v1_StartJob__Output>
       StopJob: MessageTypeDefinition<_stevedore_v1_StopJob, _stevedore_v1_StopJob__Output>

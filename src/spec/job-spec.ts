@@ -28,7 +28,17 @@ export interface JobSpec {
   checkpoint?: CheckpointSpec;
   input?: InputSpec;
   output?: OutputSpec;
+  restart: RestartPolicy;
 }
+
+/** How often the coordinator starts the job again (the RestartPolicy message). */
+export interface RestartPolicy {
+  maxPreemptions: number;
+  maxFailures: number;
+  retryableExitCodes: number[];
+}
+
+export const DEFAULT_RESTART: RestartPolicy = { maxPreemptions: 10, maxFailures: 0, retryableExitCodes: [] };
 
 export const EXTRACT_MODES = ['none', 'tar', 'tar.gz', 'auto'] as const;
 
@@ -218,6 +228,14 @@ const userSchema = z
     checkpoint: checkpointSchema.optional(),
     input: inputSchema.optional(),
     output: outputSchema.optional(),
+    restart: z
+      .object({
+        maxPreemptions: z.number().int().min(0).max(1000).default(DEFAULT_RESTART.maxPreemptions),
+        maxFailures: z.number().int().min(0).max(1000).default(DEFAULT_RESTART.maxFailures),
+        retryableExitCodes: z.array(z.number().int().min(-1).max(255)).max(256).default([]),
+      })
+      .strict()
+      .default(DEFAULT_RESTART),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -305,6 +323,7 @@ export function fromSpecMessage(msg: unknown): JobSpec {
       cleaned[key] = section;
     }
   }
+  if (cleaned.restart === null || cleaned.restart === undefined) delete cleaned.restart;
   if (cleaned.checkpoint === null || cleaned.checkpoint === undefined) delete cleaned.checkpoint;
   else if (typeof cleaned.checkpoint === 'object') {
     const c: Record<string, unknown> = { ...(cleaned.checkpoint as Record<string, unknown>) };

@@ -12,6 +12,7 @@ export const AttemptState = {
   ATTEMPT_STATE_CANCELLED: 'ATTEMPT_STATE_CANCELLED',
   ATTEMPT_STATE_LOST: 'ATTEMPT_STATE_LOST',
   ATTEMPT_STATE_SCHEDULED: 'ATTEMPT_STATE_SCHEDULED',
+  ATTEMPT_STATE_PREEMPTED: 'ATTEMPT_STATE_PREEMPTED',
 } as const;
 
 export type AttemptState =
@@ -37,5 +38,7 @@ export type AttemptState =
   | 9
   | 'ATTEMPT_STATE_SCHEDULED'
   | 10
+  | 'ATTEMPT_STATE_PREEMPTED'
+  | 11
 
 export type AttemptState__Output = typeof AttemptState[keyof typeof AttemptState]

@@ -3,6 +3,7 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { CancelJobRequest as _stevedore_v1_CancelJobRequest, CancelJobRequest__Output as _stevedore_v1_CancelJobRequest__Output } from '../../stevedore/v1/CancelJobRequest.ts';
+import type { DrainNodeRequest as _stevedore_v1_DrainNodeRequest, DrainNodeRequest__Output as _stevedore_v1_DrainNodeRequest__Output } from '../../stevedore/v1/DrainNodeRequest.ts';
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from '../../stevedore/v1/GetJobRequest.ts';
 import type { Job as _stevedore_v1_Job, Job__Output as _stevedore_v1_Job__Output } from '../../stevedore/v1/Job.ts';
 import type { JobLogLine as _stevedore_v1_JobLogLine, JobLogLine__Output as _stevedore_v1_JobLogLine__Output } from '../../stevedore/v1/JobLogLine.ts';
@@ -12,6 +13,7 @@ import type { ListJobsRequest as _stevedore_v1_ListJobsRequest, ListJobsRequest_
 import type { ListJobsResponse as _stevedore_v1_ListJobsResponse, ListJobsResponse__Output as _stevedore_v1_ListJobsResponse__Output } from '../../stevedore/v1/ListJobsResponse.ts';
 import type { ListNodesRequest as _stevedore_v1_ListNodesRequest, ListNodesRequest__Output as _stevedore_v1_ListNodesRequest__Output } from '../../stevedore/v1/ListNodesRequest.ts';
 import type { ListNodesResponse as _stevedore_v1_ListNodesResponse, ListNodesResponse__Output as _stevedore_v1_ListNodesResponse__Output } from '../../stevedore/v1/ListNodesResponse.ts';
+import type { Node as _stevedore_v1_Node, Node__Output as _stevedore_v1_Node__Output } from '../../stevedore/v1/Node.ts';
 import type { StreamLogsRequest as _stevedore_v1_StreamLogsRequest, StreamLogsRequest__Output as _stevedore_v1_StreamLogsRequest__Output } from '../../stevedore/v1/StreamLogsRequest.ts';
 import type { SubmitJobRequest as _stevedore_v1_SubmitJobRequest, SubmitJobRequest__Output as _stevedore_v1_SubmitJobRequest__Output } from '../../stevedore/v1/SubmitJobRequest.ts';
 
@@ -24,6 +26,15 @@ export interface ControlClient extends grpc.Client {
   cancelJob(argument: _stevedore_v1_CancelJobRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
   cancelJob(argument: _stevedore_v1_CancelJobRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
   cancelJob(argument: _stevedore_v1_CancelJobRequest, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
+  
+  DrainNode(argument: _stevedore_v1_DrainNodeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  DrainNode(argument: _stevedore_v1_DrainNodeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  DrainNode(argument: _stevedore_v1_DrainNodeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  DrainNode(argument: _stevedore_v1_DrainNodeRequest, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  drainNode(argument: _stevedore_v1_DrainNodeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  drainNode(argument: _stevedore_v1_DrainNodeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  drainNode(argument: _stevedore_v1_DrainNodeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
+  drainNode(argument: _stevedore_v1_DrainNodeRequest, callback: grpc.requestCallback<_stevedore_v1_Node__Output>): grpc.ClientUnaryCall;
   
   GetJob(argument: _stevedore_v1_GetJobRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
   GetJob(argument: _stevedore_v1_GetJobRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_stevedore_v1_Job__Output>): grpc.ClientUnaryCall;
@@ -80,6 +91,8 @@ export interface ControlClient extends grpc.Client {
 export interface ControlHandlers extends grpc.UntypedServiceImplementation {
   CancelJob: grpc.handleUnaryCall<_stevedore_v1_CancelJobRequest__Output, _stevedore_v1_Job>;
   
+  DrainNode: grpc.handleUnaryCall<_stevedore_v1_DrainNodeRequest__Output, _stevedore_v1_Node>;
+  
   GetJob: grpc.handleUnaryCall<_stevedore_v1_GetJobRequest__Output, _stevedore_v1_Job>;
   
   ListCheckpoints: grpc.handleUnaryCall<_stevedore_v1_ListCheckpointsRequest__Output, _stevedore_v1_ListCheckpointsResponse>;
@@ -96,6 +109,7 @@ export interface ControlHandlers extends grpc.UntypedServiceImplementation {
 
 export interface ControlDefinition extends grpc.ServiceDefinition {
   CancelJob: MethodDefinition<_stevedore_v1_CancelJobRequest, _stevedore_v1_Job, _stevedore_v1_CancelJobRequest__Output, _stevedore_v1_Job__Output>
+  DrainNode: MethodDefinition<_stevedore_v1_DrainNodeRequest, _stevedore_v1_Node, _stevedore_v1_DrainNodeRequest__Output, _stevedore_v1_Node__Output>
   GetJob: MethodDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_Job, _stevedore_v1_GetJobRequest__Output, _stevedore_v1_Job__Output>
   ListCheckpoints: MethodDefinition<_stevedore_v1_ListCheckpointsRequest, _stevedore_v1_ListCheckpointsResponse, _stevedore_v1_ListCheckpointsRequest__Output, _stevedore_v1_ListCheckpointsResponse__Output>
   ListJobs: MethodDefinition<_stevedore_v1_ListJobsRequest, _stevedore_v1_ListJobsResponse, _stevedore_v1_ListJobsRequest__Output, _stevedore_v1_ListJobsResponse__Output>

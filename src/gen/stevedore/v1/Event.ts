@@ -5,6 +5,8 @@ import type { AttemptExited as _stevedore_v1_AttemptExited, AttemptExited__Outpu
 import type { LogChunk as _stevedore_v1_LogChunk, LogChunk__Output as _stevedore_v1_LogChunk__Output } from '../../stevedore/v1/LogChunk.ts';
 import type { CheckpointCommitted as _stevedore_v1_CheckpointCommitted, CheckpointCommitted__Output as _stevedore_v1_CheckpointCommitted__Output } from '../../stevedore/v1/CheckpointCommitted.ts';
 import type { CheckpointRestored as _stevedore_v1_CheckpointRestored, CheckpointRestored__Output as _stevedore_v1_CheckpointRestored__Output } from '../../stevedore/v1/CheckpointRestored.ts';
+import type { PreemptionNotice as _stevedore_v1_PreemptionNotice, PreemptionNotice__Output as _stevedore_v1_PreemptionNotice__Output } from '../../stevedore/v1/PreemptionNotice.ts';
+import type { DrainReport as _stevedore_v1_DrainReport, DrainReport__Output as _stevedore_v1_DrainReport__Output } from '../../stevedore/v1/DrainReport.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Event {
@@ -17,7 +19,9 @@ export interface Event {
   'logs'?: (_stevedore_v1_LogChunk | null);
   'checkpointCommitted'?: (_stevedore_v1_CheckpointCommitted | null);
   'checkpointRestored'?: (_stevedore_v1_CheckpointRestored | null);
-  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored";
+  'preemptionNotice'?: (_stevedore_v1_PreemptionNotice | null);
+  'drainReport'?: (_stevedore_v1_DrainReport | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport";
 }
 
 export interface Event__Output {
@@ -30,5 +34,7 @@ export interface Event__Output {
   'logs'?: (_stevedore_v1_LogChunk__Output | null);
   'checkpointCommitted'?: (_stevedore_v1_CheckpointCommitted__Output | null);
   'checkpointRestored'?: (_stevedore_v1_CheckpointRestored__Output | null);
-  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored";
+  'preemptionNotice'?: (_stevedore_v1_PreemptionNotice__Output | null);
+  'drainReport'?: (_stevedore_v1_DrainReport__Output | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport";
 }

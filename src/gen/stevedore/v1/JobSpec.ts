@@ -6,6 +6,7 @@ import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ul
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from '../../stevedore/v1/CheckpointSpec.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from '../../stevedore/v1/InputSpec.ts';
 import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from '../../stevedore/v1/OutputSpec.ts';
+import type { RestartPolicy as _stevedore_v1_RestartPolicy, RestartPolicy__Output as _stevedore_v1_RestartPolicy__Output } from '../../stevedore/v1/RestartPolicy.ts';
 
 export interface JobSpec {
   'name'?: (string);
@@ -24,6 +25,7 @@ export interface JobSpec {
   'checkpoint'?: (_stevedore_v1_CheckpointSpec | null);
   'input'?: (_stevedore_v1_InputSpec | null);
   'output'?: (_stevedore_v1_OutputSpec | null);
+  'restart'?: (_stevedore_v1_RestartPolicy | null);
 }
 
 export interface JobSpec__Output {
@@ -43,4 +45,5 @@ export interface JobSpec__Output {
   'checkpoint': (_stevedore_v1_CheckpointSpec__Output | null);
   'input': (_stevedore_v1_InputSpec__Output | null);
   'output': (_stevedore_v1_OutputSpec__Output | null);
+  'restart': (_stevedore_v1_RestartPolicy__Output | null);
 }
