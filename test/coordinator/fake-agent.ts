@@ -8,6 +8,7 @@ import type { CheckpointCommitted } from '../../src/gen/stevedore/v1/CheckpointC
 import type { CheckpointRestored } from '../../src/gen/stevedore/v1/CheckpointRestored.ts';
 import type { AgentSessionClient } from '../../src/gen/stevedore/v1/AgentSession.ts';
 import type { Clock, Timer } from '../../src/util/clock.ts';
+import { DEFAULT_RESTART } from '../../src/spec/job-spec.ts';
 import type { JobSpec } from '../../src/spec/job-spec.ts';
 
 export function inventory(hostname: string, gpus: number): Inventory {
@@ -20,6 +21,7 @@ export function inventory(hostname: string, gpus: number): Inventory {
 }
 
 export function spec(name: string, gpus: number, extra: Partial<JobSpec> = {}): JobSpec {
+  const { restart, ...rest } = extra;
   return {
     name,
     image: 'trainer:1',
@@ -34,7 +36,8 @@ export function spec(name: string, gpus: number, extra: Partial<JobSpec> = {}): 
     stopGraceSeconds: 30,
     pullPolicy: 'if-not-present',
     workingDir: '',
-    ...extra,
+    ...rest,
+    restart: restart ?? { ...DEFAULT_RESTART, retryableExitCodes: [] },
   };
 }
 

@@ -20,6 +20,19 @@ export interface Attempt {
   'restoreDurationMs'?: (number | string | Long);
   'restoreSkipped'?: (string)[];
   'resume'?: (boolean);
+  'hostname'?: (string);
+  'zone'?: (string);
+  'region'?: (string);
+  'preemptionNoticeId'?: (string);
+  'preemptionSource'?: (string);
+  'preemptionKind'?: (string);
+  'preemptionDeadlineMs'?: (number | string | Long);
+  'drainReported'?: (boolean);
+  'finalCheckpointId'?: (string);
+  'finalStep'?: (number | string | Long);
+  'finalCheckpointIsNew'?: (boolean);
+  'finalCommittedMs'?: (number | string | Long);
+  'drainMarginMs'?: (number | string | Long);
 }
 
 export interface Attempt__Output {
@@ -39,4 +52,17 @@ export interface Attempt__Output {
   'restoreDurationMs': (number);
   'restoreSkipped': (string)[];
   'resume': (boolean);
+  'hostname': (string);
+  'zone': (string);
+  'region': (string);
+  'preemptionNoticeId': (string);
+  'preemptionSource': (string);
+  'preemptionKind': (string);
+  'preemptionDeadlineMs': (number);
+  'drainReported': (boolean);
+  'finalCheckpointId': (string);
+  'finalStep': (number);
+  'finalCheckpointIsNew': (boolean);
+  'finalCommittedMs': (number);
+  'drainMarginMs': (number);
 }

@@ -12,6 +12,8 @@ export interface Job {
   'createdMs'?: (number | string | Long);
   'updatedMs'?: (number | string | Long);
   'attempts'?: (_stevedore_v1_Attempt)[];
+  'preemptions'?: (number);
+  'failures'?: (number);
 }
 
 export interface Job__Output {
@@ -22,4 +24,6 @@ export interface Job__Output {
   'createdMs': (number);
   'updatedMs': (number);
   'attempts': (_stevedore_v1_Attempt__Output)[];
+  'preemptions': (number);
+  'failures': (number);
 }
