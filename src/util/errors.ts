@@ -42,6 +42,7 @@ export type ErrorCode =
   | 'UPLOAD_MISMATCH'
   | 'INPUT_UNAVAILABLE'
   | 'INPUT_INVALID'
+  | 'PREEMPTION_ACK_FAILED'
   | 'INTERNAL';
 
 export class StevedoreError extends Error {
