@@ -38,6 +38,28 @@ export interface AgentConfig {
     /** How often checkpoint directories are re-scanned besides file events. */
     rescanSeconds: number;
   };
+  preemption: PreemptionConfig;
+}
+
+export const PREEMPTION_CLOUDS = ['auto', 'aws', 'gcp', 'azure', 'none'] as const;
+export type PreemptionCloud = (typeof PREEMPTION_CLOUDS)[number];
+export const DRAIN_ON_SIGTERM = ['auto', 'always', 'never'] as const;
+export type DrainOnSigterm = (typeof DRAIN_ON_SIGTERM)[number];
+
+/** How the node learns it is going away, and how much of the window the drain keeps in reserve. */
+export interface PreemptionConfig {
+  /** Whose metadata service to watch; auto probes each once at start, none watches none. */
+  cloud: PreemptionCloud;
+  /** The metadata service's base URL; undefined: the cloud's own (http://169.254.169.254). */
+  metadataUrl: string | undefined;
+  /** Poll interval; undefined: the detector's default (AWS 2 s, Azure 1 s; GCP uses hanging GETs). */
+  pollSeconds: number | undefined;
+  /** The final checkpoint must be durable this long before the notice's deadline. */
+  safetyMarginSeconds: number;
+  /** SIGTERM drains the jobs: at host shutdown only (auto), on every SIGTERM (always), or never. */
+  drainOnSigterm: DrainOnSigterm;
+  /** The window a SIGTERM drain gets; keep it below the unit's TimeoutStopSec (90 s). */
+  sigtermWindowSeconds: number;
 }
 
 export interface AgentConfigFlags {
@@ -78,6 +100,7 @@ export const CONFIG_DEFAULTS = {
   shutdownTimeoutSeconds: 10,
   logLevel: 'info',
   checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
+  preemption: { cloud: 'auto', safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
 } as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -220,8 +243,33 @@ function fileSchema(cwd: string) {
           if (inFlight < part) issue(ctx, `${inFlight} is below checkpoints.partSizeMiB (${part}); at least one part must fit in memory`, ['maxInFlightMiB']);
         })
         .optional(),
+      preemption: z
+        .object({
+          cloud: z.enum(PREEMPTION_CLOUDS, { error: `must be one of ${PREEMPTION_CLOUDS.join(', ')}` }).optional(),
+          metadataUrl: str.superRefine((url, ctx) => checkMetadataUrl(url, ctx)).transform((url) => url.replace(/\/+$/, '')).optional(),
+          pollSeconds: num('seconds').min(0.01, 'must be at least 0.01 seconds').max(300, 'must be at most 300 seconds').optional(),
+          safetyMarginSeconds: num('seconds').min(0, 'must not be negative').max(600, 'must be at most 600 seconds').optional(),
+          drainOnSigterm: z.enum(DRAIN_ON_SIGTERM, { error: `must be one of ${DRAIN_ON_SIGTERM.join(', ')}` }).optional(),
+          sigtermWindowSeconds: num('seconds').min(1, 'must be at least 1 second').max(3600, 'must be at most 3600 seconds').optional(),
+        })
+        .strict()
+        .optional(),
     })
     .strict();
+}
+
+function checkMetadataUrl(url: string, ctx: z.RefinementCtx): void {
+  const example = 'write for example http://169.254.169.254, or leave it out for the cloud\'s own';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    issue(ctx, `${JSON.stringify(url)} is not a URL; ${example}`);
+    return;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') issue(ctx, `${JSON.stringify(url)} must be http:// or https://; ${example}`);
+  else if (parsed.username !== '' || parsed.password !== '') issue(ctx, `must not carry credentials; ${example}`);
+  else if (parsed.search !== '' || parsed.hash !== '' || parsed.pathname !== '/') issue(ctx, `${JSON.stringify(url)} must be the service's base URL, without a path or query; ${example}`);
 }
 
 type FileConfig = z.infer<ReturnType<typeof fileSchema>>;
@@ -468,6 +516,14 @@ function compile(c: FileConfig, problems: Problems): AgentConfig {
       partSizeMiB: c.checkpoints?.partSizeMiB ?? CONFIG_DEFAULTS.checkpoints.partSizeMiB,
       maxInFlightMiB: c.checkpoints?.maxInFlightMiB ?? CONFIG_DEFAULTS.checkpoints.maxInFlightMiB,
       rescanSeconds: c.checkpoints?.rescanSeconds ?? CONFIG_DEFAULTS.checkpoints.rescanSeconds,
+    },
+    preemption: {
+      cloud: c.preemption?.cloud ?? CONFIG_DEFAULTS.preemption.cloud,
+      metadataUrl: c.preemption?.metadataUrl,
+      pollSeconds: c.preemption?.pollSeconds,
+      safetyMarginSeconds: c.preemption?.safetyMarginSeconds ?? CONFIG_DEFAULTS.preemption.safetyMarginSeconds,
+      drainOnSigterm: c.preemption?.drainOnSigterm ?? CONFIG_DEFAULTS.preemption.drainOnSigterm,
+      sigtermWindowSeconds: c.preemption?.sigtermWindowSeconds ?? CONFIG_DEFAULTS.preemption.sigtermWindowSeconds,
     },
   };
 }

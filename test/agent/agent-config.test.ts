@@ -35,6 +35,7 @@ void t.test('defaults when there is no file, no environment and no flags', (t) =
     logLevel: 'info',
     s3: { endpoints: {} },
     checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
+    preemption: { cloud: 'auto', metadataUrl: undefined, pollSeconds: undefined, safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
   } satisfies AgentConfig);
   t.equal(DEFAULT_CONFIG_FILE, '/etc/stevedore/agent.yaml');
   t.end();
@@ -96,6 +97,13 @@ s3:
       region: eu-west-3
       maxAttempts: 8
 checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 }
+preemption:
+  cloud: aws
+  metadataUrl: http://127.0.0.1:8111/
+  pollSeconds: 0.5
+  safetyMarginSeconds: 15
+  drainOnSigterm: always
+  sigtermWindowSeconds: 60
 `,
   });
   const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {}, cwd: dir });
@@ -140,6 +148,7 @@ checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 }
       },
     },
     checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 },
+    preemption: { cloud: 'aws', metadataUrl: 'http://127.0.0.1:8111', pollSeconds: 0.5, safetyMarginSeconds: 15, drainOnSigterm: 'always', sigtermWindowSeconds: 60 },
   } satisfies AgentConfig);
   t.end();
 });
@@ -447,5 +456,52 @@ checkpoints: { partSizeMiB: 4, maxInFlightMiB: 2, rescanSeconds: 0 }
     code: 'CONFIG_INVALID',
     message: /checkpoints.maxInFlightMiB: 32 is below checkpoints.partSizeMiB \(64\); at least one part must fit in memory/,
   });
+  t.end();
+});
+
+void t.test('preemption problems name the field and the fix', (t) => {
+  const dir = t.testdir({
+    'agent.yaml': `
+preemption:
+  cloud: amazon
+  metadataUrl: ftp://169.254.169.254
+  pollSeconds: 0
+  safetyMarginSeconds: -1
+  drainOnSigterm: sometimes
+  sigtermWindowSeconds: 0
+`,
+  });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, /preemption\.cloud: must be one of auto, aws, gcp, azure, none/);
+  t.match(err.message, /preemption\.metadataUrl: "ftp:\/\/169\.254\.169\.254" must be http:\/\/ or https:\/\/; write for example http:\/\/169\.254\.169\.254/);
+  t.match(err.message, /preemption\.pollSeconds: must be at least 0\.01 seconds/);
+  t.match(err.message, /preemption\.safetyMarginSeconds: must not be negative/);
+  t.match(err.message, /preemption\.drainOnSigterm: must be one of auto, always, never/);
+  t.match(err.message, /preemption\.sigtermWindowSeconds: must be at least 1 second/);
+
+  for (const [url, problem] of [
+    ['not a url', /is not a URL/],
+    ['http://user:pw@169.254.169.254', /must not carry credentials/],
+    ['http://169.254.169.254/latest/meta-data', /without a path or query/],
+    ['http://169.254.169.254?x=1', /without a path or query/],
+  ] as const) {
+    const d = t.testdir({ 'agent.yaml': `preemption: { metadataUrl: "${url}" }\n` });
+    const e = errorOf(() => loadAgentConfig({ file: path.join(d, 'agent.yaml'), env: {} }));
+    t.match(e.message, problem, url);
+    t.notMatch(e.message, /pw@/, 'credentials are not repeated');
+  }
+  const typo = t.testdir({ 'agent.yaml': 'preemption: { safetyMargin: 5 }\n' });
+  t.match(errorOf(() => loadAgentConfig({ file: path.join(typo, 'agent.yaml'), env: {} })).message, /preemption: unknown field "safetyMargin"/);
+  t.end();
+});
+
+void t.test('preemption: each cloud and none are accepted; the margin may be 0', (t) => {
+  for (const cloud of ['auto', 'aws', 'gcp', 'azure', 'none'] as const) {
+    const dir = t.testdir({ 'agent.yaml': `preemption: { cloud: ${cloud}, safetyMarginSeconds: 0 }\n` });
+    const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} });
+    t.equal(config.preemption.cloud, cloud);
+    t.equal(config.preemption.safetyMarginSeconds, 0);
+  }
   t.end();
 });
