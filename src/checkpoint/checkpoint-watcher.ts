@@ -70,6 +70,8 @@ export class CheckpointWatcher {
   private started = false;
   private closed = false;
   private warnedInotify = false;
+  /** Ends start()'s wait for chokidar's first walk (when closed meanwhile). */
+  private stopWaitingForReady: (() => void) | undefined;
 
   /** Entries waiting for a debounced scan; 'all' means the whole directory. */
   private pending = new Set<string>();
@@ -111,11 +113,16 @@ export class CheckpointWatcher {
         { cause: err },
       );
     }
+    if (this.closed) return;
     const watcher = watch(this.dir, {
       usePolling: false,
       ignoreInitial: false,
       followSymlinks: false,
-      persistent: true,
+      // The watches must not keep the process alive: chokidar 5 can leave one
+      // behind when it is closed while it is still adding a new directory
+      // (it drops the closer it gets after close). The agent's own timers
+      // keep it running while the watcher works.
+      persistent: false,
     });
     this.chokidar = watcher;
     watcher.on('all', (event, changed) => this.onEvent(event, changed));
@@ -123,12 +130,15 @@ export class CheckpointWatcher {
     await new Promise<void>((resolve) => {
       const timer = this.clock.setTimeout(() => {
         this.logger.warn({ timeoutMs: READY_TIMEOUT_MS }, 'the file watcher has not finished its first walk of the checkpoint directory; relying on periodic scans meanwhile');
-        resolve();
+        done();
       }, READY_TIMEOUT_MS);
-      watcher.once('ready', () => {
+      const done = (): void => {
         timer.cancel();
+        this.stopWaitingForReady = undefined;
         resolve();
-      });
+      };
+      this.stopWaitingForReady = done;
+      watcher.once('ready', done);
     });
     if (this.closed) return;
     await this.runScan('all');
@@ -163,6 +173,7 @@ export class CheckpointWatcher {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopWaitingForReady?.();
     this.debounceTimer?.cancel();
     this.rescanTimer?.cancel();
     this.wakeTimer?.cancel();

@@ -317,7 +317,8 @@ void t.test('listeners hear only about changes; a late listener gets the next re
   const { dir, watcher, seen } = await setup(t, { kind: 'dcp' });
   fs.mkdirSync(path.join(dir, 'step-5'));
   fs.writeFileSync(path.join(dir, 'step-5', '.metadata'), 'm');
-  await seen.until('the checkpoint', (c) => find(c, 'step-5')?.files.length === 1);
+  await seen.until('the checkpoint', (c) => sizeOf(c, 'step-5', '.metadata') === 1);
+  await new Promise((r) => setTimeout(r, 200)); // let the scans of the writes' events finish
   const before = seen.results.length;
   await watcher.scanNow();
   await watcher.scanNow();
@@ -453,6 +454,35 @@ void t.test('repeated events are harmless; a last write without an event of its 
   t.equal(sizeOf(seen.latest, 'step-8', '__0_0.distcp'), 200, 'not yet: 99 ms after the last event');
   clock.advance(1);
   await seen.until('the write without an event', (c) => sizeOf(c, 'step-8', '__0_0.distcp') === 300);
+});
+
+void t.test('close() while start() waits for the file watcher ends the wait', async (t) => {
+  let watching: () => void = () => undefined;
+  const watchCalled = new Promise<void>((resolve) => {
+    watching = resolve;
+  });
+  const { fake, Watcher } = await watcherWithFakeChokidar(t, () => watching());
+  const watcher = new Watcher({ dir: t.testdir(), rule: { kind: 'dcp' }, clock: systemClock, logger: silentLogger() });
+  const started = Date.now();
+  const starting = watcher.start();
+  await watchCalled;
+  await watcher.close();
+  await starting;
+  t.ok(Date.now() - started < 5000, 'start() returned without waiting for its 10 s limit');
+  t.ok(fake.closed, 'the file watcher is closed');
+});
+
+void t.test('close() before start() got to watching: nothing is watched', async (t) => {
+  let watchCalls = 0;
+  const { Watcher } = await watcherWithFakeChokidar(t, () => {
+    watchCalls++;
+  });
+  const watcher = new Watcher({ dir: t.testdir(), rule: { kind: 'dcp' }, clock: systemClock, logger: silentLogger() });
+  const starting = watcher.start();
+  await watcher.close();
+  await starting;
+  await new Promise((r) => setImmediate(r));
+  t.equal(watchCalls, 0);
 });
 
 void t.test('out of inotify watches: a warning that names fs.inotify.max_user_watches, and periodic scans carry on', async (t) => {
