@@ -48,7 +48,7 @@ export interface ControlClientOptions {
 export type { Job__Output as JobInfo, Node__Output as NodeInfo, JobLogLine__Output as JobLogLineInfo, Checkpoint__Output as CheckpointInfo };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'SPEC_INVALID', 'JOB_NOT_FOUND', 'JOB_NOT_CANCELLABLE', 'GPUS_UNSATISFIABLE', 'INTERNAL',
+  'SPEC_INVALID', 'JOB_NOT_FOUND', 'JOB_NOT_CANCELLABLE', 'GPUS_UNSATISFIABLE', 'NODE_NOT_FOUND', 'NODE_NOT_CONNECTED', 'INTERNAL',
 ]);
 
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
@@ -90,6 +90,15 @@ export class ControlClient {
   /** The job's committed checkpoints, newest first (by step, then commit time). */
   async listCheckpoints(jobId: string): Promise<Checkpoint__Output[]> {
     return (await this.unary<ListCheckpointsRequest, ListCheckpointsResponse__Output>('ListCheckpoints', this.client.listCheckpoints.bind(this.client), { jobId })).checkpoints;
+  }
+
+  /**
+   * Tells a connected node to drain: no new jobs; its running jobs make their
+   * final checkpoints durable within `deadlineSeconds` (default 120), stop, and
+   * are placed elsewhere. Resolves to the node, now `draining`.
+   */
+  drainNode(nodeId: string, options: { reason?: string; deadlineSeconds?: number } = {}): Promise<Node__Output> {
+    return this.unary('DrainNode', this.client.drainNode.bind(this.client), { nodeId, reason: options.reason ?? '', deadlineSeconds: options.deadlineSeconds ?? 0 });
   }
 
   cancelJob(jobId: string): Promise<Job__Output> {

@@ -23,6 +23,8 @@ const STATUS_OF: Partial<Record<ErrorCode, grpc.status>> = {
   JOB_NOT_FOUND: grpc.status.NOT_FOUND,
   JOB_NOT_CANCELLABLE: grpc.status.FAILED_PRECONDITION,
   GPUS_UNSATISFIABLE: grpc.status.FAILED_PRECONDITION,
+  NODE_NOT_FOUND: grpc.status.NOT_FOUND,
+  NODE_NOT_CONNECTED: grpc.status.FAILED_PRECONDITION,
 };
 
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
@@ -43,6 +45,8 @@ export function jobMessage(job: JobView): Job {
     message: job.message,
     createdMs: job.createdMs,
     updatedMs: job.updatedMs,
+    preemptions: job.restarts.preemptions,
+    failures: job.restarts.failures,
     attempts: job.attempts.map((a) => ({
       attempt: a.attempt,
       nodeId: a.nodeId,
@@ -60,6 +64,19 @@ export function jobMessage(job: JobView): Job {
       restoreDurationMs: a.restore?.durationMs ?? 0,
       restoreSkipped: a.restore?.skipped ?? [],
       resume: isResume(a.attempt),
+      hostname: a.placement?.hostname ?? '',
+      zone: a.placement?.zone ?? '',
+      region: a.placement?.region ?? '',
+      preemptionNoticeId: a.notice?.noticeId ?? '',
+      preemptionSource: a.notice?.source ?? '',
+      preemptionKind: a.notice?.kind ?? '',
+      preemptionDeadlineMs: a.notice?.deadlineMs ?? 0,
+      drainReported: a.drain !== null,
+      finalCheckpointId: a.drain?.finalCheckpointId ?? '',
+      finalStep: a.drain?.finalStep ?? -1,
+      finalCheckpointIsNew: a.drain?.finalCheckpointIsNew ?? false,
+      finalCommittedMs: a.drain?.committedMs ?? 0,
+      drainMarginMs: a.drain?.marginMs ?? 0,
     })),
   };
 }
@@ -112,6 +129,7 @@ export function controlHandlers(deps: ControlDeps): ControlHandlers {
       deps.engine().cancel(req.jobId);
       return jobMessage(deps.engine().getJob(req.jobId));
     }),
+    DrainNode: unary('DrainNode', (req) => nodeMessage(deps.engine().drainNode(req.nodeId, req.reason, req.deadlineSeconds))),
     ListCheckpoints: unary('ListCheckpoints', (req) => ({ checkpoints: deps.engine().listCheckpoints(req.jobId).map(checkpointMessage) })),
     StreamLogs: (call) => {
       try {

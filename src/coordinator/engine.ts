@@ -5,8 +5,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
 import { StevedoreError, isStevedoreError } from '../util/errors.ts';
-import { fromSpecMessage } from '../spec/job-spec.ts';
-import type { JobSpec } from '../spec/job-spec.ts';
+import { DEFAULT_RESTART, fromSpecMessage } from '../spec/job-spec.ts';
+import type { JobSpec, RestartPolicy } from '../spec/job-spec.ts';
 import type { Command } from '../gen/stevedore/v1/Command.ts';
 import type { Register__Output } from '../gen/stevedore/v1/Register.ts';
 import type { AttemptStatus__Output } from '../gen/stevedore/v1/AttemptStatus.ts';
@@ -17,12 +17,17 @@ import type { AttemptStateChanged__Output } from '../gen/stevedore/v1/AttemptSta
 import type { LogChunk__Output } from '../gen/stevedore/v1/LogChunk.ts';
 import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
 import type { CheckpointRestored__Output } from '../gen/stevedore/v1/CheckpointRestored.ts';
+import type { PreemptionNotice__Output } from '../gen/stevedore/v1/PreemptionNotice.ts';
+import type { DrainReport__Output } from '../gen/stevedore/v1/DrainReport.ts';
 import { isAttemptActive } from './store.ts';
-import type { Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, JobRecord, NodeRecord, RestoreRecord } from './store.ts';
+import type {
+  Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, DrainReportRecord, JobRecord, NodeRecord, NoticeRecord,
+  PlacementRecord, RestartCounts, RestoreRecord,
+} from './store.ts';
 import { assertTransition, isTerminal } from './job-state.ts';
 import type { JobState } from './job-state.ts';
 import { planPlacement } from './scheduler.ts';
-import type { NodeCapacity, PendingJob } from './scheduler.ts';
+import type { Location, NodeCapacity, PendingJob } from './scheduler.ts';
 import type { JobBus } from './job-bus.ts';
 
 /** Where commands go: the open agent sessions. */
@@ -44,20 +49,28 @@ export interface EngineOptions {
   heartbeatIntervalMs: number;
 }
 
-/** An attempt with what it restored before its container started (null: not reported). */
+/** An attempt with its history: where it ran, what it restored, why it was preempted, what its drain achieved (null: not known). */
 export interface AttemptView extends AttemptRecord {
   restore: RestoreRecord | null;
+  /** Where it was placed (null for attempts placed before this was recorded: then the node's current record stands in). */
+  placement: PlacementRecord | null;
+  /** The node's notice that ended a PREEMPTED attempt. */
+  notice: NoticeRecord | null;
+  drain: DrainReportRecord | null;
 }
 
-/** The job view: a job with its attempts. */
+/** The job view: a job with its attempts and how often it was started again. */
 export interface JobView extends JobRecord {
   attempts: AttemptView[];
+  restarts: RestartCounts;
 }
 
-export type NodeViewState = 'online' | 'offline' | 'lost' | 'draining';
+export type NodeViewState = 'online' | 'offline' | 'lost' | 'draining' | 'preempting';
 
 export interface NodeView extends NodeRecord {
   viewState: NodeViewState;
+  /** The notice that says the node is going away, while it lasts. */
+  notice: NoticeRecord | null;
   allocatedGpuUuids: string[];
   totalGpus: number;
   freeGpus: number;
@@ -70,7 +83,13 @@ const ACTIVE_REPORTED_STATES: ReadonlySet<string> = new Set([
   'ATTEMPT_STATE_ACCEPTED', 'ATTEMPT_STATE_PULLING', 'ATTEMPT_STATE_STARTING', 'ATTEMPT_STATE_RUNNING', 'ATTEMPT_STATE_STOPPING',
 ]);
 
-const EXIT_STATES: ReadonlySet<string> = new Set(['ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED']);
+const EXIT_STATES: ReadonlySet<string> = new Set(['ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED', 'ATTEMPT_STATE_PREEMPTED']);
+
+/** The drain window of `DrainNode` when the request gives none. */
+export const DEFAULT_DRAIN_DEADLINE_SECONDS = 120;
+
+/** Notice sources that are only a hint: the node stays eligible. */
+const ADVISORY_SOURCES: ReadonlySet<string> = new Set(['aws-rebalance']);
 
 interface Outgoing {
   nodeId: string;
@@ -94,6 +113,14 @@ export class Engine {
   private touched = new Set<string>();
   /** Job -> node that just refused it for lack of GPUs, and until when to avoid that node. */
   private readonly avoid = new Map<string, { nodeId: string; untilMs: number }>();
+  /**
+   * Order of registrations and of attempts whose node went away, since this
+   * coordinator started: a node that registered after it preempted or lost a
+   * job's attempt may take that job again.
+   */
+  private sequence = 0;
+  private readonly registeredAt = new Map<string, number>();
+  private readonly goneAt = new Map<string, number>();
 
   constructor(options: EngineOptions) {
     this.store = options.store;
@@ -186,8 +213,28 @@ export class Engine {
 
   private jobView(job: JobRecord): JobView {
     const restores = this.store.restoresOfJob(job.jobId);
-    const attempts = this.store.attemptsOfJob(job.jobId).map((a) => ({ ...a, restore: restores.get(a.attempt) ?? null }));
-    return { ...job, attempts };
+    const placements = this.store.placementsOfJob(job.jobId);
+    const drains = this.store.drainReportsOfJob(job.jobId);
+    const notices = new Map<string, NoticeRecord[]>();
+    const noticesOf = (nodeId: string): NoticeRecord[] => {
+      let list = notices.get(nodeId);
+      if (!list) {
+        list = this.store.noticesOfNode(nodeId);
+        notices.set(nodeId, list);
+      }
+      return list;
+    };
+    const attempts = this.store.attemptsOfJob(job.jobId).map((a): AttemptView => {
+      const drain = drains.get(a.attempt) ?? null;
+      let notice: NoticeRecord | null = null;
+      if (drain?.noticeId) notice = this.store.getNotice(a.nodeId, drain.noticeId) ?? null;
+      if (!notice && a.state === 'ATTEMPT_STATE_PREEMPTED') {
+        // No report names it: the node's newest notice stored before the attempt ended.
+        notice = noticesOf(a.nodeId).filter((n) => !n.advisory && n.storedMs <= a.endedMs).at(-1) ?? null;
+      }
+      return { ...a, restore: restores.get(a.attempt) ?? null, placement: placements.get(a.attempt) ?? null, notice, drain };
+    });
+    return { ...job, attempts, restarts: this.store.getRestarts(job.jobId) };
   }
 
   /** The job's committed checkpoints as agents reported them, newest first (by step, then commit time). */
@@ -199,14 +246,19 @@ export class Engine {
   listNodes(): NodeView[] {
     const active = this.store.activeAttempts();
     const gpusOf = this.jobGpuLookup();
+    const preempting = this.store.preemptingNodes();
     return this.store.listNodes().map((node) => {
       const mine = active.filter((a) => a.nodeId === node.nodeId);
       const totalGpus = node.inventory?.gpus.length ?? 0;
       const used = mine.reduce((n, a) => n + (a.gpuUuids.length > 0 ? a.gpuUuids.length : gpusOf(a.jobId)), 0);
-      const viewState: NodeViewState = node.state === 'online' && node.draining ? 'draining' : node.state;
+      const notice = preempting.get(node.nodeId) ?? null;
+      let viewState: NodeViewState = node.state;
+      if (node.state === 'online' && notice) viewState = 'preempting';
+      else if (node.state === 'online' && node.draining) viewState = 'draining';
       return {
         ...node,
         viewState,
+        notice,
         allocatedGpuUuids: mine.flatMap((a) => a.gpuUuids),
         totalGpus,
         freeGpus: Math.max(0, totalGpus - used),
@@ -286,11 +338,47 @@ export class Engine {
     return this.requireJob(jobId);
   }
 
+  /**
+   * Tells a connected node to drain: it takes no new job, and its running jobs
+   * make a final checkpoint durable, stop by the deadline and are placed again
+   * elsewhere. The node is `draining` until it registers again.
+   */
+  drainNode(nodeId: string, reason: string, deadlineSeconds: number): NodeView {
+    const seconds = deadlineSeconds > 0 ? deadlineSeconds : DEFAULT_DRAIN_DEADLINE_SECONDS;
+    const why = reason.trim() || 'drained by the operator';
+    this.mutate(() => {
+      const node = this.store.getNode(nodeId);
+      if (!node) throw new StevedoreError('NODE_NOT_FOUND', `no node ${nodeId}; \`stevedore status\` lists nodes`);
+      if (!this.sink.isOnline(nodeId)) {
+        throw new StevedoreError(
+          'NODE_NOT_CONNECTED',
+          `node ${nodeId} is not connected (${node.state}), so it cannot be told to drain; it takes no jobs while it is away. Drain it once it is back online`,
+        );
+      }
+      const deadlineMs = this.clock.now() + seconds * 1000;
+      this.store.setNodeDraining(nodeId, true);
+      const commandId = randomUUID();
+      this.store.insertCommand({ commandId, nodeId, kind: 'drain', jobId: '', attempt: 0, createdMs: this.clock.now() });
+      this.outbox.push({ nodeId, command: { commandId, drain: { reason: why, deadlineMs } } });
+      for (const a of this.store.activeAttemptsOnNode(nodeId)) {
+        this.setJobMessage(a.jobId, `node ${nodeId} is draining (${why}): attempt ${a.attempt} makes a final checkpoint and stops within ${seconds} s, then the job is placed again`);
+      }
+      this.logger.info({ nodeId, reason: why, deadlineMs }, 'node drain requested');
+    });
+    const view = this.listNodes().find((n) => n.nodeId === nodeId);
+    if (!view) throw new StevedoreError('INTERNAL', `node ${nodeId} vanished while it was drained`);
+    return view;
+  }
+
   // ---------------------------------------------------------------- sessions
 
   /** Stores the node as online; returns the highest event id stored for it. */
   register(reg: Register__Output): number {
     return this.mutate(() => {
+      const now = this.clock.now();
+      this.registeredAt.set(reg.nodeId, ++this.sequence);
+      // A node back after its notice's deadline survived it (or is a new machine): it may take jobs again.
+      if (this.store.clearNotices(reg.nodeId, now) > 0) this.logger.info({ nodeId: reg.nodeId }, 'node registered after its preemption deadline; it takes jobs again');
       const existing = this.store.getNode(reg.nodeId);
       const node = this.store.upsertNode({
         nodeId: reg.nodeId,
@@ -358,9 +446,7 @@ export class Engine {
         const message = `node ${nodeId} lost attempt ${attempt.attempt}: it reconnected without it (was ${shortState(attempt.state)})`;
         this.logger.warn({ nodeId, jobId: attempt.jobId, attempt: attempt.attempt }, 'node no longer holds an attempt it had accepted; marking it lost');
         this.endAttempt(attempt, 'ATTEMPT_STATE_LOST', message);
-        if (job && job.currentAttempt === attempt.attempt && !isTerminal(job.state)) {
-          this.setJob(job, job.state === 'cancelling' ? 'cancelled' : 'failed', message);
-        }
+        if (job) this.requeueAfterPreemption(job, attempt, message);
       }
     });
     this.schedule();
@@ -404,6 +490,11 @@ export class Engine {
         nodeId, eventId: ev.eventId, timeMs: ev.timeMs, jobId: ev.jobId, attempt: ev.attempt, kind,
         body: ev.body ? ev[ev.body] : null, receivedMs: this.clock.now(),
       });
+      if (ev.preemptionNotice) {
+        this.applyPreemptionNotice(node, ev.preemptionNotice);
+        this.store.setHighestEventId(nodeId, ev.eventId);
+        return { upToEventId: ev.eventId, duplicate: false };
+      }
       const attempt = this.store.getAttempt(ev.jobId, ev.attempt);
       const job = this.store.getJob(ev.jobId);
       if (!attempt || !job || attempt.nodeId !== nodeId) {
@@ -418,6 +509,8 @@ export class Engine {
         this.applyCheckpointCommitted(attempt, ev.checkpointCommitted);
       } else if (ev.checkpointRestored) {
         this.applyCheckpointRestored(attempt, ev.checkpointRestored, ev.timeMs);
+      } else if (ev.drainReport) {
+        this.applyDrainReport(attempt, ev.drainReport);
       }
       this.store.setHighestEventId(nodeId, ev.eventId);
       return { upToEventId: ev.eventId, duplicate: false };
@@ -455,7 +548,11 @@ export class Engine {
       if (job.state === 'cancelling') this.setJob(job, 'cancelled', `cancelled (${message})`);
       else if (state === 'ATTEMPT_STATE_SUCCEEDED') this.setJob(job, 'succeeded', message);
       else if (state === 'ATTEMPT_STATE_CANCELLED') this.setJob(job, 'cancelled', message);
-      else this.setJob(job, 'failed', message);
+      else if (state === 'ATTEMPT_STATE_PREEMPTED') {
+        this.goneAt.set(`${attempt.jobId}#${attempt.attempt}`, ++this.sequence);
+        this.requeueAfterPreemption(job, attempt, `${message} on ${attempt.nodeId}`);
+      }
+      else this.requeueAfterFailure(job, ex.exitCode, message);
     }
     this.logger.info({ jobId: job.jobId, attempt: attempt.attempt, state, exitCode: ex.exitCode }, 'attempt ended');
     return true;
@@ -514,6 +611,90 @@ export class Engine {
     else this.logger.info(fields, r.checkpointId ? 'attempt restored a checkpoint' : 'attempt started fresh: nothing committed');
   }
 
+  /** The node is going away (job_id "" and attempt 0): it takes no new job; its drain reports each attempt. */
+  private applyPreemptionNotice(node: NodeRecord, n: PreemptionNotice__Output): void {
+    const noticeId = n.noticeId || `${n.source || 'unknown'}-${n.deadlineMs}`;
+    const advisory = ADVISORY_SOURCES.has(n.source);
+    const added = this.store.insertNotice({
+      nodeId: node.nodeId, noticeId, source: n.source || 'unknown', kind: n.kind, deadlineMs: n.deadlineMs, receivedMs: n.receivedMs,
+      storedMs: this.clock.now(), advisory, clearedMs: 0,
+    });
+    const fields = { nodeId: node.nodeId, noticeId, source: n.source, kind: n.kind, deadlineMs: n.deadlineMs, inMs: n.deadlineMs - this.clock.now() };
+    if (!added) {
+      this.logger.debug(fields, 'preemption notice already recorded');
+      return;
+    }
+    if (advisory) {
+      this.logger.info(fields, 'node reports a rebalance recommendation: it may be preempted soon; it stays eligible');
+      return;
+    }
+    this.logger.warn(fields, 'node is going away: preemption notice; it takes no new job');
+    const deadline = new Date(n.deadlineMs).toISOString();
+    for (const a of this.store.activeAttemptsOnNode(node.nodeId)) {
+      this.setJobMessage(a.jobId, `node ${node.nodeId} is going away (${n.source} ${n.kind || 'notice'}, deadline ${deadline}): attempt ${a.attempt} makes a final checkpoint, then the job is placed again`);
+    }
+  }
+
+  /** What the drain achieved for one attempt; recorded whatever became of the attempt. */
+  private applyDrainReport(attempt: AttemptRecord, d: DrainReport__Output): void {
+    this.store.setDrainReport({
+      jobId: attempt.jobId,
+      attempt: attempt.attempt,
+      nodeId: attempt.nodeId,
+      noticeId: d.noticeId,
+      finalCheckpointId: d.finalCheckpointId,
+      finalStep: d.finalCheckpointId ? d.finalStep : -1,
+      finalCheckpointIsNew: d.finalCheckpointIsNew,
+      committedMs: d.committedMs,
+      deadlineMs: d.deadlineMs,
+      marginMs: d.marginMs,
+      reportedMs: this.clock.now(),
+    });
+    this.touched.add(attempt.jobId);
+    const fields = { jobId: attempt.jobId, attempt: attempt.attempt, nodeId: attempt.nodeId, noticeId: d.noticeId, checkpointId: d.finalCheckpointId, step: d.finalStep, isNew: d.finalCheckpointIsNew, marginMs: d.marginMs };
+    if (!d.finalCheckpointId) this.logger.warn(fields, 'drain ended with no committed checkpoint: the job resumes from the start');
+    else if (!d.finalCheckpointIsNew) this.logger.warn(fields, 'drain ended before the final checkpoint was committed: the job resumes from an older one');
+    else this.logger.info(fields, 'drain committed the final checkpoint');
+  }
+
+  /**
+   * The attempt's node went away (a preemption, or a lost node): one more
+   * preemption; the job goes back to the queue to resume elsewhere unless its
+   * restart policy is exhausted.
+   */
+  private requeueAfterPreemption(job: JobRecord, attempt: AttemptRecord, why: string): void {
+    if (job.currentAttempt !== attempt.attempt || isTerminal(job.state)) return;
+    if (job.state === 'cancelling') {
+      this.setJob(job, 'cancelled', `cancelled (${why})`);
+      return;
+    }
+    const policy = restartPolicy(job);
+    const { preemptions } = this.store.countRestart(job.jobId, 'preemptions');
+    if (preemptions > policy.maxPreemptions) {
+      this.setJob(job, 'failed', `${why}; that is preemption ${preemptions} and the restart policy allows ${policy.maxPreemptions} (restart.maxPreemptions): raise it to let the job resume again`);
+      this.logger.warn({ jobId: job.jobId, attempt: attempt.attempt, preemptions }, 'job failed: too many preemptions');
+      return;
+    }
+    this.setJob(job, 'queued', `${why}; placing it again to resume from its newest committed checkpoint (preemption ${preemptions} of max ${policy.maxPreemptions})`);
+    this.logger.info({ jobId: job.jobId, attempt: attempt.attempt, nodeId: attempt.nodeId, preemptions }, 'job re-queued after a preemption');
+  }
+
+  /** The current attempt failed: re-queued when its exit code is retryable and failures are left, else the job fails. */
+  private requeueAfterFailure(job: JobRecord, exitCode: number, message: string): void {
+    const policy = restartPolicy(job);
+    const { failures } = this.store.countRestart(job.jobId, 'failures');
+    if (!policy.retryableExitCodes.includes(exitCode)) {
+      this.setJob(job, 'failed', message);
+      return;
+    }
+    if (failures > policy.maxFailures) {
+      this.setJob(job, 'failed', `${message}; that is failure ${failures} and the restart policy allows ${policy.maxFailures} (restart.maxFailures)`);
+      return;
+    }
+    this.setJob(job, 'queued', `${message}, which is retryable: placing it again to resume from its newest committed checkpoint (failure ${failures} of max ${policy.maxFailures})`);
+    this.logger.info({ jobId: job.jobId, exitCode, failures }, 'job re-queued after a retryable failure');
+  }
+
   commandAck(nodeId: string, ack: CommandAck__Output): void {
     let scheduleAfter = false;
     this.mutate(() => {
@@ -564,18 +745,29 @@ export class Engine {
     if (queued.length === 0) return;
     const now = this.clock.now();
     for (const [jobId, a] of this.avoid) if (a.untilMs <= now) this.avoid.delete(jobId);
-    const nodes: NodeCapacity[] = this.listNodes()
+    const nodeViews = this.listNodes();
+    const nodes: NodeCapacity[] = nodeViews
       .filter((n) => n.viewState === 'online' && this.sink.isOnline(n.nodeId))
       .map((n) => ({
         nodeId: n.nodeId,
         freeGpus: n.freeGpus,
         activeAttempts: this.store.activeAttemptsOnNode(n.nodeId).length,
+        zone: n.labels.zone ?? '',
+        region: n.labels.region ?? '',
       }));
     const pending: PendingJob[] = queued.map((j) => {
       const a = this.avoid.get(j.jobId);
-      return { jobId: j.jobId, gpus: j.spec.resources.gpus, ...(a ? { avoid: new Set([a.nodeId]) } : {}) };
+      const gone = this.goneFrom(j, nodeViews);
+      return {
+        jobId: j.jobId,
+        gpus: j.spec.resources.gpus,
+        ...(a ? { avoid: new Set([a.nodeId]) } : {}),
+        ...(gone?.exclude ? { exclude: new Set([gone.exclude]) } : {}),
+        ...(gone ? { awayFrom: gone.location } : {}),
+      };
     });
     const plan = planPlacement(pending, nodes);
+    const nodeById = new Map(nodeViews.map((n) => [n.nodeId, n]));
     this.mutate(() => {
       for (const { jobId, nodeId } of plan.placed) {
         const job = this.store.getJob(jobId);
@@ -586,6 +778,8 @@ export class Engine {
           message: '', containerId: '', startedMs: now, endedMs: 0,
         });
         this.store.updateJob(jobId, { currentAttempt: attempt }, now);
+        const node = nodeById.get(nodeId);
+        this.store.setPlacement({ jobId, attempt, hostname: node?.hostname ?? nodeId, zone: node?.labels.zone ?? '', region: node?.labels.region ?? '' });
         job.currentAttempt = attempt;
         this.setJob(job, 'scheduled', `placed on ${nodeId} (attempt ${attempt})`);
         this.avoid.delete(jobId);
@@ -594,14 +788,36 @@ export class Engine {
       }
       for (const { jobId, message } of plan.waiting) {
         const job = queued.find((j) => j.jobId === jobId);
-        if (job && job.message !== message) this.setJobMessage(jobId, message);
+        if (!job) continue;
+        const gone = pending.find((p) => p.jobId === jobId)?.awayFrom ? this.store.getAttempt(jobId, job.currentAttempt) : undefined;
+        const full = gone ? `${message} (to resume: attempt ${gone.attempt} was ${shortState(gone.state)} on ${gone.nodeId})` : message;
+        if (job.message !== full) this.setJobMessage(jobId, full);
       }
     });
+  }
+
+  /**
+   * For a job whose last attempt was preempted or lost: where that was (to
+   * prefer another zone) and the node itself unless it registered since.
+   */
+  private goneFrom(job: JobRecord, nodes: readonly NodeView[]): { location: Location; exclude: string | undefined } | undefined {
+    if (job.currentAttempt === 0) return undefined;
+    const last = this.store.getAttempt(job.jobId, job.currentAttempt);
+    if (!last || (last.state !== 'ATTEMPT_STATE_PREEMPTED' && last.state !== 'ATTEMPT_STATE_LOST')) return undefined;
+    const placed = this.store.placementsOfJob(job.jobId).get(last.attempt);
+    const labels = nodes.find((n) => n.nodeId === last.nodeId)?.labels ?? {};
+    const location = { zone: placed?.zone ?? labels.zone ?? '', region: placed?.region ?? labels.region ?? '' };
+    // Not known when it went away: before this coordinator started, so any registration since is later.
+    const registered = this.registeredAt.get(last.nodeId);
+    const gone = this.goneAt.get(`${last.jobId}#${last.attempt}`);
+    const back = registered !== undefined && (gone === undefined || registered > gone);
+    return { location, exclude: back ? undefined : last.nodeId };
   }
 
   /** Marks nodes lost whose lease ran out; places jobs held back by a recent refusal. */
   tick(): void {
     const now = this.clock.now();
+    let lost = false;
     for (const node of this.store.listNodes()) {
       if (node.state === 'lost') continue;
       const since = Math.max(node.lastSeenMs, this.startedMs);
@@ -609,17 +825,30 @@ export class Engine {
       const seconds = Math.round((now - since) / 1000);
       this.mutate(() => {
         this.store.setNodeState(node.nodeId, 'lost');
+        // The node is gone as far as anyone can tell: its attempts resume elsewhere. If it comes
+        // back still holding one, reconciliation stops it (the attempt is LOST, or superseded).
         for (const a of this.store.activeAttemptsOnNode(node.nodeId)) {
-          this.setJobMessage(a.jobId, `node ${node.nodeId} is lost: nothing heard from it for ${seconds} s; the job's fate is unknown until it comes back`);
+          const message = `node ${node.nodeId} was lost with attempt ${a.attempt}: nothing heard from it for ${seconds} s`;
+          this.endAttempt(a, 'ATTEMPT_STATE_LOST', message);
+          this.goneAt.set(`${a.jobId}#${a.attempt}`, ++this.sequence);
+          const job = this.store.getJob(a.jobId);
+          if (job) this.requeueAfterPreemption(job, a, message);
         }
       });
       this.logger.warn({ nodeId: node.nodeId, silentMs: now - since }, 'node lost: lease expired');
       this.sink.disconnect(node.nodeId, `no heartbeat from ${node.nodeId} for ${seconds} s (lease ${Math.round(this.leaseMs / 1000)} s); reconnect and register again`);
+      lost = true;
     }
-    let expired = false;
+    let expired = lost;
     for (const a of this.avoid.values()) if (a.untilMs <= now) expired = true;
     if (expired) this.schedule();
   }
+}
+
+/** The job's restart policy; jobs stored before it existed have the defaults. */
+export function restartPolicy(job: JobRecord): RestartPolicy {
+  const stored: Partial<JobSpec> = job.spec;
+  return stored.restart ?? DEFAULT_RESTART;
 }
 
 /** Whether an attempt resumes from the newest committed checkpoint: every one after the first. */
@@ -636,5 +865,6 @@ function describeExit(state: AttemptStateName, ex: AttemptExited__Output): strin
   if (ex.oomKilled) return `killed: out of memory (exit code ${ex.exitCode}); ask for more memory in resources.memory`;
   if (state === 'ATTEMPT_STATE_SUCCEEDED') return 'succeeded (exit code 0)';
   if (state === 'ATTEMPT_STATE_CANCELLED') return `stopped on request (exit code ${ex.exitCode})`;
+  if (state === 'ATTEMPT_STATE_PREEMPTED') return 'preempted: stopped after its final checkpoint because its node is going away';
   return `exited with code ${ex.exitCode}`;
 }

@@ -8,9 +8,10 @@ export const JOB_STATES: readonly JobState[] = ['queued', 'scheduled', 'running'
 const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   // placed on a node, or cancelled before it was
   queued: ['scheduled', 'cancelled'],
-  // the node accepted and started it, refused it (back to the queue or failed), or it ended early
+  // the node accepted and started it, refused it or lost it (back to the queue or failed), or it ended early
   scheduled: ['running', 'queued', 'cancelling', 'succeeded', 'failed', 'cancelled'],
-  running: ['cancelling', 'succeeded', 'failed', 'cancelled'],
+  // it ended, or its attempt was preempted, lost or failed with a retryable exit code: back to the queue to resume
+  running: ['cancelling', 'succeeded', 'failed', 'cancelled', 'queued'],
   // whatever ends the attempt, a cancelling job ends cancelled
   cancelling: ['cancelled'],
   succeeded: [],

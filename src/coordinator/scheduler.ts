@@ -6,6 +6,16 @@ export interface NodeCapacity {
   /** GPUs not held by any active attempt. */
   freeGpus: number;
   activeAttempts: number;
+  /** The node's `zone` label ('' when it has none). */
+  zone?: string;
+  /** The node's `region` label ('' when it has none). */
+  region?: string;
+}
+
+/** Where a job's previous attempt was preempted or lost. */
+export interface Location {
+  zone: string;
+  region: string;
 }
 
 export interface PendingJob {
@@ -13,6 +23,10 @@ export interface PendingJob {
   gpus: number;
   /** Nodes not to use for this job right now (they just refused it). */
   avoid?: ReadonlySet<string>;
+  /** Nodes never to use for this job: its previous attempt was preempted or lost there, and the node has not registered since. */
+  exclude?: ReadonlySet<string>;
+  /** Prefer nodes away from here (a preemption tends to recur where it struck). */
+  awayFrom?: Location;
 }
 
 export interface Placement {
@@ -27,8 +41,21 @@ export interface PlacementPlan {
 }
 
 /**
+ * Whether the node is somewhere else than `from`: by the `zone` label when both
+ * have one, else by the `region` label when both have one. Unknown counts as
+ * the same place.
+ */
+export function isElsewhere(from: Location | undefined, node: { zone?: string; region?: string }): boolean {
+  if (!from) return false;
+  if (from.zone && node.zone) return from.zone !== node.zone;
+  if (from.region && node.region) return from.region !== node.region;
+  return false;
+}
+
+/**
  * Jobs in the given (FIFO) order; each goes to the eligible node that fits it
- * best: the fewest free GPUs that still fit, then the fewest active attempts,
+ * best: for a job with `awayFrom`, a node elsewhere first (see isElsewhere);
+ * then the fewest free GPUs that still fit, then the fewest active attempts,
  * then the node id. A job that fits nowhere is skipped, and later, smaller jobs
  * may still be placed.
  */
@@ -38,8 +65,17 @@ export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeC
   const unplaced: PendingJob[] = [];
   for (const job of jobs) {
     let best: NodeCapacity | undefined;
+    let bestAway = false;
     for (const node of free.values()) {
-      if (node.freeGpus < job.gpus || job.avoid?.has(node.nodeId)) continue;
+      if (node.freeGpus < job.gpus || job.avoid?.has(node.nodeId) || job.exclude?.has(node.nodeId)) continue;
+      const away = isElsewhere(job.awayFrom, node);
+      if (best !== undefined && away !== bestAway) {
+        if (away) {
+          best = node;
+          bestAway = away;
+        }
+        continue;
+      }
       if (
         best === undefined ||
         node.freeGpus < best.freeGpus ||
@@ -47,6 +83,7 @@ export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeC
         (node.freeGpus === best.freeGpus && node.activeAttempts === best.activeAttempts && node.nodeId < best.nodeId)
       ) {
         best = node;
+        bestAway = away;
       }
     }
     if (best) {
@@ -68,7 +105,7 @@ function waitingMessage(job: PendingJob, nodes: NodeCapacity[]): string {
   const free = nodes
     .slice()
     .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
-    .map((n) => `${n.nodeId} ${n.freeGpus}${job.avoid?.has(n.nodeId) ? ' (just refused it)' : ''}`)
+    .map((n) => `${n.nodeId} ${n.freeGpus}${job.avoid?.has(n.nodeId) ? ' (just refused it)' : job.exclude?.has(n.nodeId) ? ' (preempted it)' : ''}`)
     .join(', ');
   return `${what}; free now: ${free}`;
 }

@@ -28,10 +28,11 @@ export type AttemptStateName =
   | 'ATTEMPT_STATE_SUCCEEDED'
   | 'ATTEMPT_STATE_FAILED'
   | 'ATTEMPT_STATE_CANCELLED'
-  | 'ATTEMPT_STATE_LOST';
+  | 'ATTEMPT_STATE_LOST'
+  | 'ATTEMPT_STATE_PREEMPTED';
 
 export const TERMINAL_ATTEMPT_STATES: ReadonlySet<AttemptStateName> = new Set([
-  'ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED', 'ATTEMPT_STATE_LOST',
+  'ATTEMPT_STATE_SUCCEEDED', 'ATTEMPT_STATE_FAILED', 'ATTEMPT_STATE_CANCELLED', 'ATTEMPT_STATE_LOST', 'ATTEMPT_STATE_PREEMPTED',
 ]);
 
 export function isAttemptActive(state: AttemptStateName): boolean {
@@ -128,6 +129,55 @@ export interface RestoreRecord {
   reportedMs: number;
 }
 
+/** A node's preemption notice (PreemptionNotice), as its agent reported it. */
+export interface NoticeRecord {
+  nodeId: string;
+  noticeId: string;
+  /** aws | aws-rebalance | gcp | azure | sigterm | coordinator */
+  source: string;
+  kind: string;
+  deadlineMs: number;
+  /** When the agent received it (its clock). */
+  receivedMs: number;
+  /** When the coordinator stored it (its clock). */
+  storedMs: number;
+  /** Only a hint (an AWS rebalance recommendation): the node stays eligible. */
+  advisory: boolean;
+  /** When the node registered again after the deadline, which ends its "preempting" state; 0 while it lasts. */
+  clearedMs: number;
+}
+
+/** What the drain achieved for one attempt (DrainReport). */
+export interface DrainReportRecord {
+  jobId: string;
+  attempt: number;
+  nodeId: string;
+  noticeId: string;
+  /** '' when nothing was committed. */
+  finalCheckpointId: string;
+  finalStep: number;
+  finalCheckpointIsNew: boolean;
+  committedMs: number;
+  deadlineMs: number;
+  marginMs: number;
+  reportedMs: number;
+}
+
+/** Where an attempt was placed: the node's hostname and location labels at that moment. */
+export interface PlacementRecord {
+  jobId: string;
+  attempt: number;
+  hostname: string;
+  zone: string;
+  region: string;
+}
+
+/** How often the job was started again, against its restart policy. */
+export interface RestartCounts {
+  preemptions: number;
+  failures: number;
+}
+
 export interface StoredEvent {
   nodeId: string;
   eventId: number;
@@ -139,7 +189,8 @@ export interface StoredEvent {
   receivedMs: number;
 }
 
-// Tables added since version 1 (checkpoints, attempt_restores) are created with
+// Tables added since version 1 (checkpoints, attempt_restores, preemption_notices,
+// drain_reports, attempt_placements, job_restarts) are created with
 // IF NOT EXISTS: an older database gains them when it is opened, and an older
 // coordinator ignores them, so the version stays 1.
 const SCHEMA_VERSION = 1;
@@ -236,6 +287,45 @@ CREATE TABLE IF NOT EXISTS attempt_restores (
   skipped TEXT NOT NULL,
   reported_ms INTEGER NOT NULL,
   PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS preemption_notices (
+  node_id TEXT NOT NULL,
+  notice_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  deadline_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  stored_ms INTEGER NOT NULL,
+  advisory INTEGER NOT NULL,
+  cleared_ms INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (node_id, notice_id)
+);
+CREATE TABLE IF NOT EXISTS drain_reports (
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  notice_id TEXT NOT NULL,
+  final_checkpoint_id TEXT NOT NULL,
+  final_step INTEGER NOT NULL,
+  final_is_new INTEGER NOT NULL,
+  committed_ms INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL,
+  margin_ms INTEGER NOT NULL,
+  reported_ms INTEGER NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS attempt_placements (
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  hostname TEXT NOT NULL,
+  zone TEXT NOT NULL,
+  region TEXT NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS job_restarts (
+  job_id TEXT PRIMARY KEY,
+  preemptions INTEGER NOT NULL DEFAULT 0,
+  failures INTEGER NOT NULL DEFAULT 0
 );
 `;
 
@@ -344,7 +434,37 @@ function toRestore(r: Row): RestoreRecord {
   };
 }
 
-const ACTIVE_ATTEMPT_SQL = `state NOT IN ('ATTEMPT_STATE_SUCCEEDED','ATTEMPT_STATE_FAILED','ATTEMPT_STATE_CANCELLED','ATTEMPT_STATE_LOST')`;
+function toNotice(r: Row): NoticeRecord {
+  return {
+    nodeId: str(r.node_id),
+    noticeId: str(r.notice_id),
+    source: str(r.source),
+    kind: str(r.kind),
+    deadlineMs: num(r.deadline_ms),
+    receivedMs: num(r.received_ms),
+    storedMs: num(r.stored_ms),
+    advisory: num(r.advisory) === 1,
+    clearedMs: num(r.cleared_ms),
+  };
+}
+
+function toDrainReport(r: Row): DrainReportRecord {
+  return {
+    jobId: str(r.job_id),
+    attempt: num(r.attempt),
+    nodeId: str(r.node_id),
+    noticeId: str(r.notice_id),
+    finalCheckpointId: str(r.final_checkpoint_id),
+    finalStep: num(r.final_step),
+    finalCheckpointIsNew: num(r.final_is_new) === 1,
+    committedMs: num(r.committed_ms),
+    deadlineMs: num(r.deadline_ms),
+    marginMs: num(r.margin_ms),
+    reportedMs: num(r.reported_ms),
+  };
+}
+
+const ACTIVE_ATTEMPT_SQL = `state NOT IN ('ATTEMPT_STATE_SUCCEEDED','ATTEMPT_STATE_FAILED','ATTEMPT_STATE_CANCELLED','ATTEMPT_STATE_LOST','ATTEMPT_STATE_PREEMPTED')`;
 
 export class Store {
   private readonly db: DatabaseSync;
@@ -601,6 +721,94 @@ export class Store {
   restoresOfJob(jobId: string): Map<number, RestoreRecord> {
     const rows = (this.db.prepare('SELECT * FROM attempt_restores WHERE job_id = ?').all(jobId) as Row[]).map(toRestore);
     return new Map(rows.map((r) => [r.attempt, r]));
+  }
+
+  // ---- preemption ----
+
+  /** Stores a node's notice; false when the node already reported this notice id (the first report stands). */
+  insertNotice(n: NoticeRecord): boolean {
+    const result = this.db
+      .prepare(
+        `INSERT INTO preemption_notices (node_id, notice_id, source, kind, deadline_ms, received_ms, stored_ms, advisory, cleared_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (node_id, notice_id) DO NOTHING`,
+      )
+      .run(n.nodeId, n.noticeId, n.source, n.kind, n.deadlineMs, n.receivedMs, n.storedMs, n.advisory ? 1 : 0, n.clearedMs);
+    return Number(result.changes) > 0;
+  }
+
+  getNotice(nodeId: string, noticeId: string): NoticeRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM preemption_notices WHERE node_id = ? AND notice_id = ?').get(nodeId, noticeId) as Row | undefined;
+    return r ? toNotice(r) : undefined;
+  }
+
+  /** The node's notices, oldest first. */
+  noticesOfNode(nodeId: string): NoticeRecord[] {
+    return (this.db.prepare('SELECT * FROM preemption_notices WHERE node_id = ? ORDER BY stored_ms, notice_id').all(nodeId) as Row[]).map(toNotice);
+  }
+
+  /** Nodes that are going away: each with its newest notice that is neither advisory nor cleared. */
+  preemptingNodes(): Map<string, NoticeRecord> {
+    const rows = (this.db
+      .prepare('SELECT * FROM preemption_notices WHERE advisory = 0 AND cleared_ms = 0 ORDER BY stored_ms, notice_id')
+      .all() as Row[]).map(toNotice);
+    return new Map(rows.map((n) => [n.nodeId, n]));
+  }
+
+  /** Ends the node's "preempting" state for notices whose deadline has passed; returns how many. */
+  clearNotices(nodeId: string, nowMs: number): number {
+    const result = this.db
+      .prepare('UPDATE preemption_notices SET cleared_ms = ? WHERE node_id = ? AND cleared_ms = 0 AND deadline_ms <= ?')
+      .run(nowMs, nodeId, nowMs);
+    return Number(result.changes);
+  }
+
+  /** Records what the drain achieved for an attempt; a later report for the same attempt replaces it. */
+  setDrainReport(d: DrainReportRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO drain_reports (job_id, attempt, node_id, notice_id, final_checkpoint_id, final_step, final_is_new, committed_ms, deadline_ms, margin_ms, reported_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET node_id = excluded.node_id, notice_id = excluded.notice_id,
+           final_checkpoint_id = excluded.final_checkpoint_id, final_step = excluded.final_step, final_is_new = excluded.final_is_new,
+           committed_ms = excluded.committed_ms, deadline_ms = excluded.deadline_ms, margin_ms = excluded.margin_ms, reported_ms = excluded.reported_ms`,
+      )
+      .run(d.jobId, d.attempt, d.nodeId, d.noticeId, d.finalCheckpointId, d.finalStep, d.finalCheckpointIsNew ? 1 : 0, d.committedMs, d.deadlineMs, d.marginMs, d.reportedMs);
+  }
+
+  /** The drain report of each attempt of the job, by attempt number. */
+  drainReportsOfJob(jobId: string): Map<number, DrainReportRecord> {
+    const rows = (this.db.prepare('SELECT * FROM drain_reports WHERE job_id = ?').all(jobId) as Row[]).map(toDrainReport);
+    return new Map(rows.map((r) => [r.attempt, r]));
+  }
+
+  setPlacement(p: PlacementRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO attempt_placements (job_id, attempt, hostname, zone, region) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET hostname = excluded.hostname, zone = excluded.zone, region = excluded.region`,
+      )
+      .run(p.jobId, p.attempt, p.hostname, p.zone, p.region);
+  }
+
+  /** Where each attempt of the job was placed, by attempt number. */
+  placementsOfJob(jobId: string): Map<number, PlacementRecord> {
+    const rows = this.db.prepare('SELECT * FROM attempt_placements WHERE job_id = ?').all(jobId) as Row[];
+    return new Map(rows.map((r) => [num(r.attempt), { jobId: str(r.job_id), attempt: num(r.attempt), hostname: str(r.hostname), zone: str(r.zone), region: str(r.region) }]));
+  }
+
+  getRestarts(jobId: string): RestartCounts {
+    const r = this.db.prepare('SELECT * FROM job_restarts WHERE job_id = ?').get(jobId) as Row | undefined;
+    return { preemptions: num(r?.preemptions), failures: num(r?.failures) };
+  }
+
+  /** Counts one more preemption or failure of the job; returns the new counts. */
+  countRestart(jobId: string, what: keyof RestartCounts): RestartCounts {
+    const column = what === 'preemptions' ? 'preemptions' : 'failures';
+    this.db
+      .prepare(`INSERT INTO job_restarts (job_id, ${column}) VALUES (?, 1) ON CONFLICT (job_id) DO UPDATE SET ${column} = ${column} + 1`)
+      .run(jobId);
+    return this.getRestarts(jobId);
   }
 
   appendLog(l: Omit<LogRecord, 'id'>): void {

@@ -1,42 +1,10 @@
 import t from 'tap';
-import type { Test } from 'tap';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import { ControlClient } from '../../src/client/control-client.ts';
 import { isStevedoreError } from '../../src/util/errors.ts';
-import { FakeAgent, FakeClock, eventually, spec } from './fake-agent.ts';
-
-interface Setup {
-  coordinator: Coordinator;
-  address: string;
-  client: ControlClient;
-  clock: FakeClock;
-  dbPath: string;
-  agent: (nodeId: string) => FakeAgent;
-}
-
-async function setup(t: Test, opts: { dbPath?: string; clock?: FakeClock } = {}): Promise<Setup> {
-  const dbPath = opts.dbPath ?? path.join(t.testdir(), 'coordinator.db');
-  const clock = opts.clock ?? new FakeClock();
-  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dbPath, leaseMs: 30_000, heartbeatIntervalMs: 5_000, clock });
-  const { address } = await coordinator.start();
-  const client = new ControlClient({ address, retries: 0, deadlineMs: 5000 });
-  const agents: FakeAgent[] = [];
-  t.teardown(async () => {
-    for (const a of agents) a.kill();
-    client.close();
-    await coordinator.close();
-  });
-  return {
-    coordinator, address, client, clock, dbPath,
-    agent: (nodeId) => {
-      const a = new FakeAgent(address, nodeId);
-      agents.push(a);
-      return a;
-    },
-  };
-}
+import { FakeAgent, FakeClock, eventually, setup, spec } from './fake-agent.ts';
 
 async function rejects(p: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {
@@ -231,7 +199,7 @@ void t.test('reconciliation at register', (t) => {
     t.equal((await s.client.getJob(job.jobId)).attempts.length, 1);
   });
 
-  void t.test('an accepted attempt the agent no longer holds is lost and the job fails', async (t) => {
+  void t.test('an accepted attempt the agent no longer holds is lost; the job counts a preemption and resumes', async (t) => {
     const s = await setup(t);
     const a = s.agent('node-a');
     await a.register();
@@ -242,13 +210,12 @@ void t.test('reconciliation at register', (t) => {
     await eventually(async () => (await s.client.listNodes())[0]?.state === 'offline');
     const b = s.agent('node-a');
     await b.register({ attempts: [] });
-    const lost = await eventually(async () => {
-      const j = await s.client.getJob(job.jobId);
-      return j.state === 'failed' ? j : undefined;
-    });
-    t.equal(lost.attempts[0]?.state, 'ATTEMPT_STATE_LOST');
-    t.match(lost.message, /node node-a lost attempt 1/);
-    t.same((await s.client.listNodes())[0]?.allocatedGpuUuids, [], 'its GPUs are free again');
+    const again = await b.takeStart();
+    t.match(again, { jobId: job.jobId, attempt: 2, resume: true }, 'placed again, on the same healthy node, resuming');
+    const view = await s.client.getJob(job.jobId);
+    t.match(view.attempts[0], { state: 'ATTEMPT_STATE_LOST', message: /node node-a lost attempt 1: it reconnected without it/ });
+    t.equal(view.preemptions, 1);
+    t.same(b.pending().filter((m) => m.command?.body === 'stopJob'), [], 'nothing to stop: the node no longer had it');
   });
   t.end();
 });
@@ -291,7 +258,11 @@ void t.test('leases: an offline node is lost after the lease, and its jobs say s
   t.equal((await s.client.listNodes())[0]?.state, 'offline', 'not lost before the lease ends');
   s.clock.advance(2_000);
   t.equal((await s.client.listNodes())[0]?.state, 'lost');
-  t.match((await s.client.getJob(job.jobId)).message, /node node-a is lost/);
+  const view = await s.client.getJob(job.jobId);
+  t.equal(view.state, 'queued', 'no node left to resume on: it waits');
+  t.equal(view.message, 'waiting for 1 free GPU; no node is online (to resume: attempt 1 was lost on node-a)');
+  t.match(view.attempts[0], { state: 'ATTEMPT_STATE_LOST', message: 'node node-a was lost with attempt 1: nothing heard from it for 31 s' });
+  t.equal(view.preemptions, 1, 'a lost node counts as a preemption');
 });
 
 void t.test('leases: a connected node that stops sending heartbeats is lost and its stream ended', async (t) => {

@@ -1,11 +1,17 @@
 // Test doubles for coordinator tests: an agent that speaks AgentSession over
 // real gRPC with raw messages, and a clock the test drives.
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import type { Test } from 'tap';
+import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import { ControlClient } from '../../src/client/control-client.ts';
 import { v1 } from '../../src/proto/load.ts';
 import type { AgentMessage, CoordinatorMessage__Output, Inventory } from '../../src/proto/load.ts';
 import type { AttemptStatus } from '../../src/gen/stevedore/v1/AttemptStatus.ts';
 import type { CheckpointCommitted } from '../../src/gen/stevedore/v1/CheckpointCommitted.ts';
 import type { CheckpointRestored } from '../../src/gen/stevedore/v1/CheckpointRestored.ts';
+import type { PreemptionNotice } from '../../src/gen/stevedore/v1/PreemptionNotice.ts';
+import type { DrainReport } from '../../src/gen/stevedore/v1/DrainReport.ts';
 import type { AgentSessionClient } from '../../src/gen/stevedore/v1/AgentSession.ts';
 import type { Clock, Timer } from '../../src/util/clock.ts';
 import { DEFAULT_RESTART } from '../../src/spec/job-spec.ts';
@@ -153,7 +159,7 @@ export class FakeAgent {
     return this.event(jobId, attempt, { stateChanged: { state: 'ATTEMPT_STATE_RUNNING', gpuUuids, containerId: `c-${jobId}` } });
   }
 
-  exited(jobId: string, attempt: number, state: 'ATTEMPT_STATE_SUCCEEDED' | 'ATTEMPT_STATE_FAILED' | 'ATTEMPT_STATE_CANCELLED', exitCode: number): Promise<number> {
+  exited(jobId: string, attempt: number, state: 'ATTEMPT_STATE_SUCCEEDED' | 'ATTEMPT_STATE_FAILED' | 'ATTEMPT_STATE_CANCELLED' | 'ATTEMPT_STATE_PREEMPTED', exitCode: number): Promise<number> {
     return this.event(jobId, attempt, { exited: { state, exitCode } });
   }
 
@@ -183,6 +189,15 @@ export class FakeAgent {
 
   restored(jobId: string, attempt: number, body: CheckpointRestored): Promise<number> {
     return this.event(jobId, attempt, { checkpointRestored: body });
+  }
+
+  /** A preemptionNotice event: it concerns the node, so job id "" and attempt 0. */
+  notice(body: PreemptionNotice): Promise<number> {
+    return this.event('', 0, { preemptionNotice: body });
+  }
+
+  drainReport(jobId: string, attempt: number, body: DrainReport): Promise<number> {
+    return this.event(jobId, attempt, { drainReport: body });
   }
 
   heartbeat(): Promise<CoordinatorMessage__Output> {
@@ -255,4 +270,36 @@ export async function eventually<T>(check: () => Promise<T | undefined | false> 
     if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms${last instanceof Error ? `: ${last.message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+export interface Setup {
+  coordinator: Coordinator;
+  address: string;
+  client: ControlClient;
+  clock: FakeClock;
+  dbPath: string;
+  agent: (nodeId: string) => FakeAgent;
+}
+
+/** A coordinator on loopback (port 0) with a fake clock, a client, and fake agents; all closed at teardown. */
+export async function setup(t: Pick<Test, 'testdir' | 'teardown'>, opts: { dbPath?: string; clock?: FakeClock } = {}): Promise<Setup> {
+  const dbPath = opts.dbPath ?? path.join(t.testdir(), 'coordinator.db');
+  const clock = opts.clock ?? new FakeClock();
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dbPath, leaseMs: 30_000, heartbeatIntervalMs: 5_000, clock });
+  const { address } = await coordinator.start();
+  const client = new ControlClient({ address, retries: 0, deadlineMs: 5000 });
+  const agents: FakeAgent[] = [];
+  t.teardown(async () => {
+    for (const a of agents) a.kill();
+    client.close();
+    await coordinator.close();
+  });
+  return {
+    coordinator, address, client, clock, dbPath,
+    agent: (nodeId) => {
+      const a = new FakeAgent(address, nodeId);
+      agents.push(a);
+      return a;
+    },
+  };
 }
