@@ -7,7 +7,7 @@
 // broken, throws out of here or becomes a notice; it is logged, rate-limited.
 import type { Clock, Timer } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
-import { messageOf } from '../util/errors.ts';
+import { StevedoreError, messageOf } from '../util/errors.ts';
 import type { Notice, PreemptionDetector } from './notice.ts';
 import { metadataRequest, type DetectorOptions, type MetadataResponse } from './metadata-http.ts';
 
@@ -104,9 +104,14 @@ export class AwsDetector implements PreemptionDetector {
     this.timeoutMs = opts.requestTimeoutMs ?? AWS_DEFAULT_REQUEST_TIMEOUT_MS;
     this.tokenTtlSeconds = opts.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
     this.attempts = opts.attempts ?? 3;
-    if (!(this.tokenTtlSeconds >= 1 && this.tokenTtlSeconds <= 21_600)) throw new RangeError(`tokenTtlSeconds must be 1 to 21600, not ${this.tokenTtlSeconds}`);
-    if (!(this.pollMs > 0)) throw new RangeError(`pollMs must be above 0, not ${this.pollMs}`);
-    if (!(this.attempts >= 1)) throw new RangeError(`attempts must be at least 1, not ${this.attempts}`);
+    const bad = (what: string): never => {
+      throw new StevedoreError('CONFIG_INVALID', `AWS detector option ${what}`);
+    };
+    if (!/^https?:\/\/[^/]/.test(this.baseUrl)) bad(`baseUrl must be an http:// URL such as http://169.254.169.254, not ${JSON.stringify(opts.baseUrl)}`);
+    if (!(this.tokenTtlSeconds >= 1 && this.tokenTtlSeconds <= 21_600)) bad(`tokenTtlSeconds must be 1 to 21600 (what IMDS grants), not ${this.tokenTtlSeconds}`);
+    if (!(this.pollMs > 0)) bad(`pollMs must be a positive number of milliseconds, not ${this.pollMs}`);
+    if (!(this.timeoutMs > 0)) bad(`requestTimeoutMs must be a positive number of milliseconds, not ${this.timeoutMs}`);
+    if (!(Number.isInteger(this.attempts) && this.attempts >= 1)) bad(`attempts must be a whole number, at least 1, not ${this.attempts}`);
     this.log = new ThrottledLog(this.logger, this.clock);
   }
 

@@ -5,6 +5,7 @@ import { AwsDetector, believableDeadline, parseInstanceAction, AWS_NOTICE_WINDOW
 import { metadataRequest } from '../../src/preemption/metadata-http.ts';
 import type { Notice } from '../../src/preemption/notice.ts';
 import { systemClock, type Clock, type Timer } from '../../src/util/clock.ts';
+import { throwsCode } from '../helpers/assert.ts';
 import { startFakeImds, imdsTime, type FakeImds, type ImdsMode, type ImdsModeScope } from '../helpers/fake-imds.ts';
 
 /** Real timers; a time the test can move (shared by the fake and the detector). */
@@ -341,4 +342,15 @@ void t.test('a throwing notice handler does not stop the detector', async (t) =>
   s.imds.scheduleSpotAction('terminate');
   await waitFor('the second notice', () => s.notices.length === 2);
   t.ok(s.logs.some((l) => l.level === 50 && /handler threw/.test(l.msg)));
+});
+
+void t.test('options are checked when the detector is made', (t) => {
+  const base = { baseUrl: 'http://169.254.169.254', clock: systemClock, logger: pino({ level: 'silent' }) };
+  throwsCode(t, () => new AwsDetector({ ...base, baseUrl: 'file:///x' }), 'CONFIG_INVALID', /baseUrl must be an http:\/\/ URL/);
+  throwsCode(t, () => new AwsDetector({ ...base, tokenTtlSeconds: 0 }), 'CONFIG_INVALID', /tokenTtlSeconds must be 1 to 21600/);
+  throwsCode(t, () => new AwsDetector({ ...base, pollMs: 0 }), 'CONFIG_INVALID', /pollMs/);
+  throwsCode(t, () => new AwsDetector({ ...base, requestTimeoutMs: -1 }), 'CONFIG_INVALID', /requestTimeoutMs/);
+  throwsCode(t, () => new AwsDetector({ ...base, attempts: 0 }), 'CONFIG_INVALID', /attempts/);
+  t.ok(new AwsDetector(base));
+  t.end();
 });
