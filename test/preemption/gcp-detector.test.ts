@@ -231,4 +231,5 @@ void t.test('options are checked when the detector is made', (t) => {
   throwsCode(t, () => new GcpDetector({ ...base, baseUrl: 'ftp://169.254.169.254' }), 'CONFIG_INVALID', /http:\/\//);
   throwsCode(t, () => new GcpDetector({ ...base, baseUrl: 'http://169.254.169.254', pollMs: 0 }), 'CONFIG_INVALID', /pollMs/);
   throwsCode(t, () => new GcpDetector({ ...base, baseUrl: 'http://169.254.169.254', requestTimeoutMs: -1 }), 'CONFIG_INVALID', /requestTimeoutMs/);
+  t.end();
 });
