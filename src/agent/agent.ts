@@ -22,6 +22,8 @@ import { GpuAllocator } from './gpu-allocator.ts';
 import { collectInventory } from './inventory/host.ts';
 import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
+import type { Notice, PreemptionDetector } from '../preemption/notice.ts';
+import { extendStopWhile } from './systemd.ts';
 import type { CheckpointServices } from './attempt-checkpoints.ts';
 import type { DataServices } from './attempt-runner.ts';
 import { InputCache } from '../data/input-cache.ts';
@@ -54,7 +56,9 @@ export class Agent {
   private readonly runners = new Map<string, AttemptRunner>();
   private session: CoordinatorSession | undefined;
   private localApi: LocalApi | undefined;
+  private detector: PreemptionDetector | undefined;
   private draining = false;
+  private readonly notices = new Map<string, Promise<void>>();
   private closing: Promise<void> | undefined;
   /** Container removals after acknowledged ends, one at a time. */
   private cleanup: Promise<void> = Promise.resolve();
@@ -246,10 +250,16 @@ export class Agent {
           if (runner) await runner.requestStop(stop?.reason || 'stop requested by the coordinator');
           return { accepted: true };
         }
-        case 'drain':
+        case 'drain': {
           this.draining = true;
-          this.logger.warn({ reason: command.drain?.reason }, 'draining: no new jobs accepted');
+          const deadlineMs = command.drain?.deadlineMs ?? 0;
+          this.logger.warn({ reason: command.drain?.reason, deadlineMs }, 'draining: no new jobs accepted');
+          if (deadlineMs > 0) {
+            const now = this.clock.now();
+            void this.onNotice({ id: `coordinator-${command.commandId}`, source: 'coordinator', kind: command.drain?.reason || 'drain', deadlineMs, receivedMs: now, advisory: false });
+          }
           return { accepted: true };
+        }
         default:
           return refuse('SESSION_PROTOCOL', `command ${command.commandId} carries no known instruction`);
       }
@@ -309,6 +319,57 @@ export class Agent {
     this.logger.info({ jobId: start.jobId, attempt: start.attempt, image: spec.image, gpus: gpuUuids }, 'job accepted');
     this.startRunner(start.jobId, start.attempt);
     return { accepted: true };
+  }
+
+  /**
+   * The node is going away. In order, each step logged with its timing: tell
+   * the coordinator, ask every job for its final checkpoint and give it until
+   * the deadline minus the safety margin to become durable, stop the
+   * containers and report, then acknowledge the notice where the cloud wants
+   * it. A notice seen again is the same notice.
+   */
+  onNotice(notice: Notice): Promise<void> {
+    const known = this.notices.get(notice.id);
+    if (known) return known;
+    const run = this.drain(notice);
+    this.notices.set(notice.id, run);
+    return run;
+  }
+
+  private async drain(notice: Notice): Promise<void> {
+    const t0 = this.clock.now();
+    const step = (what: string, extra: object = {}): void => {
+      this.logger.warn({ noticeId: notice.id, source: notice.source, elapsedMs: this.clock.now() - t0, leftMs: notice.deadlineMs - this.clock.now(), ...extra }, `drain: ${what}`);
+    };
+    this.journal.append({
+      timeMs: t0,
+      jobId: '',
+      attempt: 0,
+      body: { preemptionNotice: { noticeId: notice.id, source: notice.source, kind: notice.kind, deadlineMs: notice.deadlineMs, receivedMs: notice.receivedMs } },
+    });
+    step(notice.advisory ? 'advisory notice reported; nothing else to do' : '1/5 notice reported to the coordinator', { kind: notice.kind, deadlineMs: notice.deadlineMs });
+    if (notice.advisory) return;
+    this.draining = true;
+    const stopExtending = extendStopWhile(this.logger);
+    try {
+      const marginMs = this.config.preemption.safetyMarginSeconds * 1000;
+      const runners = [...this.runners.values()].filter((r) => this.ledger.get(r.jobId, r.attempt) && !isTerminal(r.record.state));
+      step(`2/5 asking ${runners.length} job(s) for a final checkpoint; 3/5 uploads in drain mode`, { jobs: runners.map((r) => r.key) });
+      await Promise.all(runners.map((r) => r.preempt(notice, marginMs)));
+      step('4/5 containers stopped; making the final checkpoints durable');
+      await Promise.all(runners.map((r) => r.run()));
+      step('5/5 final checkpoints reported', {
+        attempts: runners.map((r) => ({ attempt: r.key, state: this.ledger.get(r.jobId, r.attempt)?.state ?? 'reported' })),
+      });
+      if (this.detector && notice.source === this.detector.cloud) {
+        await this.detector.acknowledge(notice).then(
+          () => step('notice acknowledged to the cloud'),
+          (err: unknown) => this.logger.error({ err }, 'acknowledging the notice failed'),
+        );
+      }
+    } finally {
+      stopExtending();
+    }
   }
 
   /** The coordinator holds every event up to `upTo`: ended attempts can go. */

@@ -48,6 +48,8 @@ export class AttemptCheckpoints {
   private watcher: CheckpointWatcher | undefined;
   private uploader: CheckpointUploader | undefined;
   private readonly note: (text: string) => void;
+  /** What the uploader knew when it was closed, for the drain report. */
+  private lastKnown: { checkpointId: string; step: number | null; committedMs: number } | undefined;
 
   constructor(opts: {
     jobId: string;
@@ -133,12 +135,28 @@ export class AttemptCheckpoints {
     await watcher.start();
   }
 
-  /** After the container exited: make what it left durable (bounded), then stop. */
-  async finish(deadlineMs = FINAL_FLUSH_MS): Promise<void> {
+  /** The newest committed checkpoint of the job's destination, as the uploader knows it. */
+  newestCommitted(): { checkpointId: string; step: number | null; committedMs: number } | undefined {
+    const m = this.uploader?.committed()[0];
+    return m ? { checkpointId: m.checkpointId, step: m.step, committedMs: m.committedMs } : this.lastKnown;
+  }
+
+  /** Resolves true once a checkpoint committed at or after `sinceMs` exists, false at `untilMs`. */
+  async waitForCommitSince(sinceMs: number, untilMs: number, signal?: AbortSignal): Promise<boolean> {
+    for (;;) {
+      if ((this.newestCommitted()?.committedMs ?? 0) >= sinceMs) return true;
+      const left = untilMs - this.clock.now();
+      if (left <= 0 || signal?.aborted) return false;
+      await this.clock.sleep(Math.min(200, left), signal).catch(() => undefined);
+    }
+  }
+
+  /** After the container exited: make what it left durable before `deadlineMs` (clock time), then stop. */
+  async finish(deadlineMs = this.clock.now() + FINAL_FLUSH_MS): Promise<void> {
     try {
       if (this.watcher && this.uploader) {
         this.uploader.update(await this.watcher.scanNow());
-        await this.uploader.flush({ deadlineMs: this.clock.now() + deadlineMs });
+        await this.uploader.flush({ deadlineMs });
       }
     } catch (err) {
       this.log.error({ err: asStevedoreError(err, 'INTERNAL', 'final checkpoint upload') }, 'the last checkpoints could not all be made durable');
@@ -148,6 +166,7 @@ export class AttemptCheckpoints {
   }
 
   async close(): Promise<void> {
+    this.lastKnown = this.newestCommitted();
     await this.watcher?.close();
     await this.uploader?.close();
     this.watcher = undefined;

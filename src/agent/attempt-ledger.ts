@@ -35,6 +35,8 @@ export interface AttemptRecord {
   logCursor: string;
   /** The coordinator asked to resume from the newest committed checkpoint. */
   resume: boolean;
+  /** Set when the node is going away: the attempt ends PREEMPTED after its final checkpoint. */
+  preemption?: { noticeId: string; source: string; kind: string; deadlineMs: number; receivedMs: number; cutoffMs: number };
   /** The job's input in the node cache, once prepared. */
   inputPath?: string;
   /** What was restored before the start: undefined = not done yet, null = nothing to restore. */

@@ -20,6 +20,9 @@ import type { GpuAllocator } from './gpu-allocator.ts';
 import { JobLog } from './job-log.ts';
 import { attemptKey, type JobPaths } from './job-paths.ts';
 import { formatBytes } from '../util/size.ts';
+import type { Notice } from '../preemption/notice.ts';
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 export const LABELS = {
   managed: 'io.stevedore.managed',
@@ -123,6 +126,42 @@ export class AttemptRunner {
     if (this.record.state === 'STOPPING') await this.stopContainer();
   }
 
+  /**
+   * The node is going away at notice.deadlineMs: ask the job for its final
+   * checkpoint (its checkpoint signal), give it until the cutoff (deadline
+   * minus the safety margin) to write and commit it, then stop the container.
+   * drive() makes the checkpoint durable and reports the end as PREEMPTED.
+   */
+  async preempt(notice: Notice, marginMs: number): Promise<void> {
+    const record = this.record;
+    if (isTerminal(record.state)) return;
+    const now = this.deps.clock.now();
+    const cutoffMs = notice.deadlineMs - marginMs;
+    if (!record.preemption) {
+      this.deps.ledger.update(this.jobId, this.attempt, {
+        preemption: { noticeId: notice.id, source: notice.source, kind: notice.kind, deadlineMs: notice.deadlineMs, receivedMs: notice.receivedMs, cutoffMs },
+        message: `preempted (${notice.source}: ${notice.kind})`,
+      });
+    }
+    const jobLog = this.openLog();
+    jobLog.note(`node going away (${notice.source}: ${notice.kind}) in ${seconds(notice.deadlineMs - now)}; final checkpoint due in ${seconds(cutoffMs - now)}`);
+    this.startController.abort(new StevedoreError('INTERNAL', 'preempted before the start'));
+    const containerId = this.record.containerId;
+    if (!containerId || this.record.state !== 'RUNNING') return;
+    const checkpoint = this.record.spec?.checkpoint;
+    if (checkpoint && this.checkpoints) {
+      if (await this.deps.engine.signal(containerId, checkpoint.signal)) jobLog.note(`asked the job for a final checkpoint (${checkpoint.signal})`);
+      // The job either exits after its checkpoint or carries on; either way a
+      // commit after the notice, or the cutoff, ends the wait.
+      const exited = this.deps.engine.wait(containerId).then(() => true, () => true);
+      await Promise.race([exited, this.checkpoints.waitForCommitSince(notice.receivedMs, cutoffMs)]);
+    }
+    if (!(await this.deps.engine.inspect(containerId))?.running || isTerminal(this.record.state)) return;
+    if (this.record.state === 'RUNNING') this.setState('STOPPING', 'stopping for the preemption');
+    const graceSeconds = Math.max(1, Math.min(this.record.stopGraceSeconds, Math.floor((notice.deadlineMs - this.deps.clock.now()) / 1000) - 1));
+    await this.deps.engine.stop(containerId, this.record.stopSignal, graceSeconds).catch((err: unknown) => this.log.error({ err }, 'stopping the preempted container failed'));
+  }
+
   private async drive(): Promise<void> {
     const signal = this.detachController.signal;
     try {
@@ -132,8 +171,8 @@ export class AttemptRunner {
         await this.ensureImage(record);
         record = this.record;
       }
-      if (record.stopRequested && !record.containerId) {
-        this.finish('CANCELLED', -1, null, false);
+      if ((record.stopRequested || record.preemption) && !record.containerId) {
+        this.finish(record.preemption ? 'PREEMPTED' : 'CANCELLED', -1, null, false);
         return;
       }
       if (!record.containerId) {
@@ -173,9 +212,15 @@ export class AttemptRunner {
         this.output = undefined;
         this.openLog().note(`output mirrored: ${stats.filesUploaded} files uploaded${stats.errors > 0 ? `, ${stats.errors} upload errors (see the agent's log)` : ''}`);
       }
+      const preemption = this.record.preemption;
       if (this.checkpoints) {
         this.openLog().note('container exited; making its last checkpoints durable');
-        await this.checkpoints.finish();
+        await this.checkpoints.finish(preemption?.cutoffMs);
+      }
+      if (preemption) {
+        this.reportDrain(preemption);
+        this.finish('PREEMPTED', exit.exitCode, null, exit.oomKilled);
+        return;
       }
       const stopped = this.record.state === 'STOPPING';
       const end: AttemptState = stopped ? 'CANCELLED' : exit.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
@@ -183,8 +228,10 @@ export class AttemptRunner {
     } catch (err) {
       if (signal.aborted) return;
       const failure = asStevedoreError(err, 'INTERNAL', `attempt ${this.key}`);
-      const cancelled = this.record.stopRequested && this.startController.signal.aborted;
-      this.finish(cancelled ? 'CANCELLED' : 'FAILED', -1, cancelled ? null : failure, false);
+      const interrupted = this.startController.signal.aborted;
+      if (interrupted && this.record.preemption) this.finish('PREEMPTED', -1, null, false);
+      else if (interrupted && this.record.stopRequested) this.finish('CANCELLED', -1, null, false);
+      else this.finish('FAILED', -1, failure, false);
     }
   }
 
@@ -431,6 +478,28 @@ export class AttemptRunner {
       body: { stateChanged: { state: toWireState(to), message, gpuUuids: updated.gpuUuids, containerId: updated.containerId } },
     });
     this.log.info({ state: to, message }, 'attempt state');
+  }
+
+  /** What the drain achieved: the final committed checkpoint, and how long before the deadline. */
+  private reportDrain(p: NonNullable<AttemptRecord['preemption']>): void {
+    const newest = this.checkpoints?.newestCommitted();
+    const isNew = newest !== undefined && newest.committedMs >= p.receivedMs;
+    const body = {
+      noticeId: p.noticeId,
+      finalCheckpointId: newest?.checkpointId ?? '',
+      finalStep: newest?.step ?? -1,
+      finalCheckpointIsNew: isNew,
+      committedMs: newest?.committedMs ?? 0,
+      deadlineMs: p.deadlineMs,
+      marginMs: isNew ? p.deadlineMs - newest.committedMs : 0,
+    };
+    this.deps.journal.append({ timeMs: this.deps.clock.now(), jobId: this.jobId, attempt: this.attempt, body: { drainReport: body } });
+    this.openLog().note(
+      newest
+        ? `drain: final checkpoint ${newest.checkpointId} (step ${newest.step ?? '?'})${isNew ? `, committed ${seconds(body.marginMs)} before the deadline` : ', committed before the notice: the job wrote no newer one in time'}`
+        : 'drain: no committed checkpoint for this job',
+    );
+    this.log.warn({ ...body }, 'drain report');
   }
 
   /** Reports the end exactly once: journal first, then the ledger remembers it was journaled. */

@@ -13,20 +13,23 @@ export type AttemptState =
   | 'STOPPING'  // stop signal sent, grace period running
   | 'SUCCEEDED' // exited 0
   | 'FAILED'    // exited non-zero, or could not be started
-  | 'CANCELLED'; // stopped on request
+  | 'CANCELLED' // stopped on request
+  | 'PREEMPTED'; // stopped because the node is going away (after its final checkpoint)
 
 const TRANSITIONS: Readonly<Record<AttemptState, readonly AttemptState[]>> = {
-  ACCEPTED: ['PULLING', 'STARTING', 'STOPPING', 'FAILED', 'CANCELLED'],
-  PULLING: ['STARTING', 'STOPPING', 'FAILED', 'CANCELLED'],
-  STARTING: ['RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'CANCELLED'],
-  RUNNING: ['STOPPING', 'SUCCEEDED', 'FAILED'],
-  STOPPING: ['SUCCEEDED', 'FAILED', 'CANCELLED'],
+  ACCEPTED: ['PULLING', 'STARTING', 'STOPPING', 'FAILED', 'CANCELLED', 'PREEMPTED'],
+  PULLING: ['STARTING', 'STOPPING', 'FAILED', 'CANCELLED', 'PREEMPTED'],
+  STARTING: ['RUNNING', 'STOPPING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'PREEMPTED'],
+  // A running job asked for its final checkpoint may exit on its own: PREEMPTED without STOPPING.
+  RUNNING: ['STOPPING', 'SUCCEEDED', 'FAILED', 'PREEMPTED'],
+  STOPPING: ['SUCCEEDED', 'FAILED', 'CANCELLED', 'PREEMPTED'],
   SUCCEEDED: [],
   FAILED: [],
   CANCELLED: [],
+  PREEMPTED: [],
 };
 
-export const TERMINAL_STATES: ReadonlySet<AttemptState> = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+export const TERMINAL_STATES: ReadonlySet<AttemptState> = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED', 'PREEMPTED']);
 
 export function isTerminal(state: AttemptState): boolean {
   return TERMINAL_STATES.has(state);

@@ -256,7 +256,7 @@ export class CoordinatorSession {
 
 function toWire(event: JournalEvent): NonNullable<AgentMessage['event']> {
   // The journal keeps states as the wire's strings; the agent wrote them from toWireState.
-  const body = event.body as Pick<EventMessage, 'stateChanged' | 'exited' | 'logs' | 'checkpointCommitted' | 'checkpointRestored'>;
+  const body = event.body as Pick<EventMessage, 'stateChanged' | 'exited' | 'logs' | 'checkpointCommitted' | 'checkpointRestored' | 'preemptionNotice' | 'drainReport'>;
   return { eventId: event.eventId, timeMs: event.timeMs, jobId: event.jobId, attempt: event.attempt, ...body };
 }
 

@@ -40,7 +40,19 @@ export type EventBody =
   // that a restarted agent resumes log capture right after what it journaled.
   | { logs: { lines: { timeMs: number; stream: string; text: string }[]; cursor?: string } }
   | { checkpointCommitted: CheckpointCommittedBody }
-  | { checkpointRestored: { checkpointId: string; step: number; bytes: number; durationMs: number; skipped: string[] } };
+  | { checkpointRestored: { checkpointId: string; step: number; bytes: number; durationMs: number; skipped: string[] } }
+  | { preemptionNotice: { noticeId: string; source: string; kind: string; deadlineMs: number; receivedMs: number } }
+  | { drainReport: DrainReportBody };
+
+export interface DrainReportBody {
+  noticeId: string;
+  finalCheckpointId: string;
+  finalStep: number;
+  finalCheckpointIsNew: boolean;
+  committedMs: number;
+  deadlineMs: number;
+  marginMs: number;
+}
 
 export interface CheckpointCommittedBody {
   checkpointId: string;

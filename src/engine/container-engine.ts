@@ -115,6 +115,8 @@ export interface ContainerEngine {
   wait(id: string, signal?: AbortSignal): Promise<ExitStatus>;
   /** Sends the signal, waits up to graceSeconds, then kills. Idempotent; a container that is gone is fine. */
   stop(id: string, signal: string, graceSeconds: number): Promise<void>;
+  /** Sends one signal (e.g. the job's checkpoint signal); false when the container is not running. */
+  signal(id: string, signal: string): Promise<boolean>;
   /** Forced removal. Idempotent; a container that is gone is fine. */
   remove(id: string): Promise<void>;
   /**

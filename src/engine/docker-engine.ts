@@ -359,18 +359,20 @@ export class DockerEngine implements ContainerEngine {
     return { exitCode: info?.exitCode ?? result.StatusCode ?? -1, oomKilled: info?.oomKilled ?? false };
   }
 
+  /** Sends a signal to the container's main process; false when it is not running (or gone). */
+  async signal(id: string, sig: string): Promise<boolean> {
+    try {
+      await this.docker.getContainer(id).kill({ signal: sig });
+      return true;
+    } catch (err) {
+      // 404: gone; 409: not running. Both mean there is nothing to signal.
+      if (statusOf(err) === 404 || statusOf(err) === 409) return false;
+      throw this.failure(err, 'INTERNAL', `sending ${sig} to container ${id} failed: ${engineMessage(err)}`);
+    }
+  }
+
   async stop(id: string, signal: string, graceSeconds: number): Promise<void> {
-    const container = this.docker.getContainer(id);
-    const kill = async (sig: string): Promise<boolean> => {
-      try {
-        await container.kill({ signal: sig });
-        return true;
-      } catch (err) {
-        // 404: gone; 409: not running. Both mean there is nothing left to stop.
-        if (statusOf(err) === 404 || statusOf(err) === 409) return false;
-        throw this.failure(err, 'INTERNAL', `sending ${sig} to container ${id} failed: ${engineMessage(err)}`);
-      }
-    };
+    const kill = (sig: string): Promise<boolean> => this.signal(id, sig);
     const exited = async (waitSignal?: AbortSignal): Promise<void> => {
       try {
         await this.wait(id, waitSignal);

@@ -1,22 +1,17 @@
 // The agent in-process against the real test engine, driven by a scripted
 // coordinator that can send it anything, well-formed or not.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import Docker from 'dockerode';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
-import os from 'node:os';
 import path from 'node:path';
-import { Agent } from '../../src/agent/agent.ts';
-import type { AgentConfig } from '../../src/agent/agent-config.ts';
 import { LABELS } from '../../src/agent/attempt-runner.ts';
 import { fetchAgentStatus } from '../../src/agent/local-api.ts';
 import { DockerEngine } from '../../src/engine/docker-engine.ts';
-import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
-import { silentLogger } from '../../src/util/logger.ts';
 import { gpuRecords, testEngineEnv } from '../helpers/engine.ts';
-import { FakeCoordinator } from '../helpers/fake-coordinator.ts';
-import { writeFakeNvidiaSmi } from '../helpers/fake-gpus.ts';
+import type { FakeCoordinator } from '../helpers/fake-coordinator.ts';
+import { setupAgent as setup, trainerSpec } from '../helpers/agent-harness.ts';
 import { waitUntil } from '../helpers/cluster.ts';
 import { startFakeRegistry } from '../fixtures/engine/registry.ts';
 
@@ -24,69 +19,6 @@ const run = promisify(execFile);
 
 const env = testEngineEnv();
 const engine = new DockerEngine({ dockerHost: env.dockerHost });
-
-function trainerSpec(name: string, extra: Record<string, unknown> = {}, trainEnv: Record<string, string> = {}): JobSpec {
-  return validateJobSpec({
-    name,
-    image: env.trainerImage,
-    command: ['/stevedore/train.sh'],
-    env: { TRAIN_STEPS: '5', TRAIN_STEP_SECONDS: '0.1', TRAIN_CKPT_EVERY: '2', TRAIN_CKPT_DIR: '/ckpt', ...trainEnv },
-    mounts: [{ source: 'ckpt', target: '/ckpt' }],
-    pullPolicy: 'never',
-    stopGraceSeconds: 5,
-    ...extra,
-  });
-}
-
-interface Setup {
-  coordinator: FakeCoordinator;
-  config: AgentConfig;
-  agent: Agent;
-  restart(): Promise<Agent>;
-}
-
-async function setup(t: Test, gpus = 4, overrides: Partial<AgentConfig> = {}): Promise<Setup> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'stevedore-agent-'));
-  const coordinator = new FakeCoordinator();
-  await coordinator.start();
-  const config: AgentConfig = {
-    coordinator: { address: coordinator.address, tls: undefined },
-    nodeName: 'test-node',
-    stateDir: path.join(dir, 'state'),
-    workRoot: path.join(dir, 'work'),
-    socketPath: path.join(dir, 'agent.sock'),
-    socketGroup: undefined,
-    dockerHost: env.dockerHost,
-    nvidiaSmiPath: writeFakeNvidiaSmi(path.join(dir, 'gpu'), gpus),
-    labels: { zone: 'test-a', spot: 'true' },
-    registries: [],
-    pullInactivityTimeoutSeconds: 5,
-    reconnect: { initialMs: 50, maxMs: 500 },
-    shutdownTimeoutSeconds: 5,
-    logLevel: 'silent',
-    s3: { endpoints: {} },
-    checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
-    ...overrides,
-  };
-  const s: Setup = {
-    coordinator,
-    config,
-    agent: await Agent.start({ config, logger: silentLogger() }),
-    async restart() {
-      await s.agent.close();
-      s.agent = await Agent.start({ config, logger: silentLogger() });
-      return s.agent;
-    },
-  };
-  t.teardown(async () => {
-    await s.agent.close();
-    for (const c of await engine.list({ [LABELS.nodeId]: s.agent.nodeId })) await engine.remove(c.id);
-    await coordinator.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await coordinator.waitFor((m) => m.msg === 'register');
-  return s;
-}
 
 function exitedEvents(c: FakeCoordinator, jobId: string) {
   return c.events(jobId).filter((e) => e.body === 'exited');

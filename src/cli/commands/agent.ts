@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Agent } from '../../agent/agent.ts';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/agent-config.ts';
 import { createLogger } from '../../util/logger.ts';
+import { hostShuttingDown, sdNotify } from '../../agent/systemd.ts';
 
 interface AgentFlags {
   config?: string;
@@ -50,8 +51,23 @@ export function registerAgent(program: Command): void {
       });
       const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent' });
       const agent = await Agent.start({ config, logger });
+      sdNotify('READY=1', logger);
       logger.info({ nodeId: agent.nodeId, coordinator: config.coordinator.address, socket: config.socketPath }, 'agent running');
-      await waitForShutdown(config.shutdownTimeoutSeconds * 1000, () => agent.close(), logger);
+      const windowMs = config.preemption.sigtermWindowSeconds * 1000;
+      await waitForShutdown(
+        async (signal) => {
+          // A host shutdown is a preemption with systemd's stop timeout as its
+          // window; a restart of the agent alone leaves the jobs running.
+          const drainIt = signal === 'SIGTERM' && (config.preemption.drainOnSigterm === 'always' || (config.preemption.drainOnSigterm === 'auto' && (await hostShuttingDown())));
+          if (drainIt) {
+            const now = Date.now();
+            await agent.onNotice({ id: `sigterm-${now}`, source: 'sigterm', kind: 'host shutdown', deadlineMs: now + windowMs, receivedMs: now, advisory: false });
+          }
+          await agent.close();
+        },
+        (signal) => (signal === 'SIGTERM' && config.preemption.drainOnSigterm !== 'never' ? windowMs : 0) + config.shutdownTimeoutSeconds * 1000,
+        logger,
+      );
     });
 }
 
@@ -59,11 +75,16 @@ export function registerAgent(program: Command): void {
  * Resolves once SIGTERM or SIGINT has been handled: `close` runs with a bound
  * on its time, and a second signal exits at once. Handlers are removed after.
  */
-export async function waitForShutdown(timeoutMs: number, close: () => Promise<void>, logger: { warn: (o: object, m: string) => void }): Promise<void> {
+export async function waitForShutdown(
+  close: (signal: NodeJS.Signals) => Promise<void>,
+  timeoutFor: (signal: NodeJS.Signals) => number,
+  logger: { warn: (o: object, m: string) => void },
+): Promise<void> {
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  const timeoutMs = timeoutFor(signal);
   const force = (): void => process.exit(130);
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
@@ -72,7 +93,7 @@ export async function waitForShutdown(timeoutMs: number, close: () => Promise<vo
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
   });
-  const result = await Promise.race([close().then(() => 'closed' as const), timedOut]);
+  const result = await Promise.race([close(signal).then(() => 'closed' as const), timedOut]);
   clearTimeout(timer);
   process.removeListener('SIGTERM', force);
   process.removeListener('SIGINT', force);

@@ -1,0 +1,50 @@
+// The drain on a preemption notice, whatever its source: the job is asked for
+// a final checkpoint, that checkpoint is committed before the deadline, the
+// container is stopped, and the coordinator hears each step.
+import t from 'tap';
+import { listCommitted } from '../../src/checkpoint/committed.ts';
+import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
+import { setupAgent, trainerSpec } from '../helpers/agent-harness.ts';
+import { startS3Server } from '../helpers/s3-server.ts';
+
+void t.test('a notice drains the node: final checkpoint committed before the deadline, attempt PREEMPTED', async (t) => {
+  const s3 = await startS3Server({ buckets: ['drain'] });
+  t.teardown(() => s3.close());
+  const { coordinator, agent } = await setupAgent(t, 2, { s3: { endpoints: { default: s3.config } } });
+  const spec = trainerSpec(
+    'drained',
+    { stopSignal: 'SIGTERM', checkpoint: { path: '/ckpt', destination: 's3://drain/jobs/drained', rule: 'dcp', signal: 'SIGUSR1', keep: 5 }, mounts: [] },
+    { TRAIN_STEPS: '400', TRAIN_STEP_SECONDS: '0.1', TRAIN_CKPT_EVERY: '10', TRAIN_CKPT_BYTES: String(3 * 1024 * 1024), TRAIN_SIGNAL: 'USR1' },
+  );
+  await coordinator.command({ startJob: { jobId: 'drained', attempt: 1, spec } });
+  await coordinator.waitFor((m) => m.event?.jobId === 'drained' && m.event.body === 'checkpointCommitted', 30000);
+
+  const received = Date.now();
+  const notice = { id: 'gcp-preempted-1', source: 'gcp' as const, kind: 'preempted', deadlineMs: received + 30_000, receivedMs: received, advisory: false };
+  await Promise.all([agent.onNotice(notice), agent.onNotice({ ...notice, receivedMs: received + 5 })]);
+  await coordinator.waitFor((m) => m.event?.jobId === 'drained' && m.event.body === 'exited', 10000);
+
+  const notices = coordinator.events('').filter((e) => e.body === 'preemptionNotice');
+  t.equal(notices.length, 1, 'a notice seen twice is one notice');
+  t.match(notices[0]?.preemptionNotice, { noticeId: 'gcp-preempted-1', source: 'gcp', deadlineMs: notice.deadlineMs });
+
+  const events = coordinator.events('drained');
+  const exited = events.find((e) => e.body === 'exited');
+  t.equal(exited?.exited?.state, 'ATTEMPT_STATE_PREEMPTED');
+  const report = events.find((e) => e.body === 'drainReport')?.drainReport;
+  t.ok(report?.finalCheckpointIsNew, 'the final checkpoint was written and committed during the drain');
+  t.ok((report?.marginMs ?? 0) >= 10_000, `committed at least the safety margin before the deadline (${report?.marginMs} ms)`);
+  t.ok(events.findIndex((e) => e.body === 'drainReport') < events.findIndex((e) => e.body === 'exited'), 'the report comes before the end');
+
+  // The checkpoint the job wrote on the signal is the newest committed one, at the step it says.
+  const lines = events.flatMap((e) => e.logs?.lines ?? []).map((l) => l.text);
+  const signalled = lines.map((l) => /received SIG\w+ at step (\d+)/.exec(l)?.[1]).find(Boolean);
+  t.ok(signalled, 'the job received its checkpoint signal');
+  const store = new S3ObjectStore({ bucket: 'drain', config: s3.config });
+  const committed = await listCommitted(store, 'jobs/drained');
+  t.equal(committed[0]?.manifest.step, Number(signalled), 'the newest committed checkpoint is the final one');
+  t.equal(report?.finalStep, Number(signalled));
+
+  const refused = await coordinator.command({ startJob: { jobId: 'late', attempt: 1, spec: trainerSpec('late') } });
+  t.equal(refused.error?.code, 'NODE_DRAINING', 'a draining node takes no new job');
+});
