@@ -9,6 +9,7 @@ import { registerStatus } from './commands/status.ts';
 import { registerLogs } from './commands/logs.ts';
 import { registerCancel } from './commands/cancel.ts';
 import { registerCheckpoints } from './commands/checkpoints.ts';
+import { registerDrain } from './commands/drain.ts';
 
 export function buildProgram(): Command {
   const program = new Command('stevedore')
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerLogs(program);
   registerCancel(program);
   registerCheckpoints(program);
+  registerDrain(program);
   return program;
 }
 

@@ -91,6 +91,42 @@ export function checkpointSummary(job: JobInfo, checkpoints: CheckpointInfo[] | 
   return `${checkpoints.length} committed; newest ${checkpointName(newest.checkpointId, newest.step)}${age}`;
 }
 
+/** How often the job was started again, against its restart policy. */
+export function restartSummary(job: JobInfo): string {
+  const restart = job.spec?.restart;
+  return `${job.preemptions} of max ${restart?.maxPreemptions ?? 10}; failures: ${job.failures} of max ${restart?.maxFailures ?? 0}`;
+}
+
+/** Where an attempt ran: its zone label, else its region label. */
+function locationOf(a: AttemptInfo): string {
+  return a.zone || a.region || '-';
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(Math.abs(ms) / 1000)} s`;
+}
+
+/** Why a preempted or lost attempt ended, and what its drain saved; undefined for other attempts. */
+export function preemptionLine(a: AttemptInfo): string | undefined {
+  if (a.state === 'ATTEMPT_STATE_LOST') {
+    return `attempt ${a.attempt} lost: no notice, ${a.nodeId} stopped answering or lost it; counted as a preemption`;
+  }
+  if (a.state !== 'ATTEMPT_STATE_PREEMPTED') return undefined;
+  const notice = a.preemptionSource
+    ? `${a.preemptionSource} notice${a.preemptionKind ? ` ${a.preemptionKind}` : ''}${a.preemptionDeadlineMs ? `, deadline ${new Date(a.preemptionDeadlineMs).toISOString()}` : ''}`
+    : 'no notice recorded';
+  let drain: string;
+  if (!a.drainReported) drain = 'no drain report';
+  else if (!a.finalCheckpointId) drain = 'no checkpoint committed: the job resumes from the start';
+  else if (a.finalCheckpointIsNew) {
+    const margin = a.drainMarginMs >= 0 ? `${seconds(a.drainMarginMs)} before the deadline` : `${seconds(a.drainMarginMs)} after the deadline`;
+    drain = `final checkpoint ${checkpointName(a.finalCheckpointId, a.finalStep)} committed during the drain, ${margin}`;
+  } else {
+    drain = `final checkpoint ${checkpointName(a.finalCheckpointId, a.finalStep)}, committed before the notice (the drain's own did not make it)`;
+  }
+  return `attempt ${a.attempt} preempted: ${notice}; ${drain}`;
+}
+
 /** One job with its attempts; checkpoints as ListCheckpoints answered (an Error when it failed). */
 export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo[] | Error = []): string {
   const spec = job.spec;
@@ -102,6 +138,7 @@ export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo
     `command:     ${spec?.command.length ? spec.command.join(' ') : '(image default)'}`,
     `gpus:        ${spec?.resources?.gpus ?? 0}`,
     `checkpoints: ${checkpointSummary(job, checkpoints, now)}`,
+    `preemptions: ${restartSummary(job)}`,
     `created:     ${new Date(job.createdMs).toISOString()} (${formatAge(now - job.createdMs)} ago)`,
     `updated:     ${new Date(job.updatedMs).toISOString()} (${formatAge(now - job.updatedMs)} ago)`,
     '',
@@ -111,10 +148,12 @@ export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo
   } else {
     lines.push('attempts:');
     lines.push(formatTable(
-      ['ATTEMPT', 'NODE', 'STATE', 'GPUS', 'EXIT', 'STARTED', 'ENDED', 'RESTORED FROM', 'MESSAGE'],
+      ['ATTEMPT', 'NODE', 'HOST', 'ZONE', 'STATE', 'GPUS', 'EXIT', 'STARTED', 'ENDED', 'RESTORED FROM', 'MESSAGE'],
       job.attempts.map((a) => [
         String(a.attempt),
         a.nodeId,
+        a.hostname || '-',
+        locationOf(a),
         attemptStateLabel(a.state),
         a.gpuUuids.join(',') || '-',
         a.hasExitCode ? String(a.exitCode) : '-',
@@ -125,6 +164,8 @@ export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo
       ]),
     ));
     for (const a of job.attempts) {
+      const preempted = preemptionLine(a);
+      if (preempted) lines.push(preempted);
       for (const skipped of a.restoreSkipped) lines.push(`attempt ${a.attempt} skipped ${skipped}`);
     }
   }

@@ -36,8 +36,9 @@ void t.test('status shows nodes and jobs, human and JSON; status JOB shows the a
   t.equal(one.code, 0, one.stderr);
   t.match(one.stdout, `job:         ${running.jobId}\nstate:       failed\nmessage:     exited with code 137`);
   t.match(one.stdout, '\ncheckpoints: not managed (the spec has no checkpoint section)\n');
-  t.match(one.stdout, /ATTEMPT\s+NODE\s+STATE\s+GPUS\s+EXIT\s+STARTED\s+ENDED\s+RESTORED FROM\s+MESSAGE/);
-  t.match(one.stdout, /1\s+node-a\s+failed\s+GPU-node-a-0,GPU-node-a-1\s+137\s+\d+s ago\s+\d+s ago\s+-\s+exited with code 137/);
+  t.match(one.stdout, '\npreemptions: 0 of max 10; failures: 1 of max 0\n');
+  t.match(one.stdout, /ATTEMPT\s+NODE\s+HOST\s+ZONE\s+STATE\s+GPUS\s+EXIT\s+STARTED\s+ENDED\s+RESTORED FROM\s+MESSAGE/);
+  t.match(one.stdout, /1\s+node-a\s+node-a\s+eu-1\s+failed\s+GPU-node-a-0,GPU-node-a-1\s+137\s+\d+s ago\s+\d+s ago\s+-\s+exited with code 137/);
   const oneJson = await runCli(['status', waiting.jobId, '--json'], env);
   t.match(JSON.parse(oneJson.stdout), { jobId: waiting.jobId, state: 'scheduled', attempts: [{ attempt: 1, nodeId: 'node-a' }] }, 'placed once GPUs were freed');
 });
@@ -80,8 +81,8 @@ void t.test('status JOB shows the committed checkpoints and what each attempt wa
   const human = await runCli(['status', job.jobId], env);
   t.equal(human.code, 0, human.stderr);
   t.match(human.stdout, '\ncheckpoints: 2 committed; newest step-000300 (step 300), committed 1m ago\n');
-  t.match(human.stdout, /\n1\s+node-a\s+failed\s+-\s+-\s+\d+s ago\s+\d+s ago\s+-\s+GPU-node-a-1 is busy\n/, 'attempt 1 never restored anything');
-  t.match(human.stdout, /\n2\s+node-b\s+running\s+GPU-node-b-0,GPU-node-b-1\s+-\s+\d+s ago\s+-\s+step-000100 \(step 100\), 1 newer skipped\s+-\n/);
+  t.match(human.stdout, /\n1\s+node-a\s+node-a\s+test-a\s+failed\s+-\s+-\s+\d+s ago\s+\d+s ago\s+-\s+GPU-node-a-1 is busy\n/, 'attempt 1 never restored anything');
+  t.match(human.stdout, /\n2\s+node-b\s+node-b\s+test-a\s+running\s+GPU-node-b-0,GPU-node-b-1\s+-\s+\d+s ago\s+-\s+step-000100 \(step 100\), 1 newer skipped\s+-\n/);
   t.match(human.stdout, '\nattempt 2 skipped step-000150: model.pt is 10 bytes short\n');
 
   const json = await runCli(['status', job.jobId, '--json'], env);
@@ -99,5 +100,61 @@ void t.test('status JOB shows the committed checkpoints and what each attempt wa
   t.equal(start.jobId, fresh.jobId);
   await a.restored(fresh.jobId, 1, { checkpointId: '', durationMs: 12 });
   const freshStatus = await runCli(['status', fresh.jobId], env);
-  t.match(freshStatus.stdout, /\n1\s+node-a\s+accepted\s+-\s+-\s+\d+s ago\s+-\s+fresh\s+-\n/, 'nothing committed: started fresh');
+  t.match(freshStatus.stdout, /\n1\s+node-a\s+node-a\s+test-a\s+accepted\s+-\s+-\s+\d+s ago\s+-\s+fresh\s+-\n/, 'nothing committed: started fresh');
+});
+
+void t.test('status JOB shows the history: hosts, zones, preempted and lost attempts with the notice and the final checkpoint, and the restart counts', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const a = new FakeAgent(address, 'node-a');
+  const b = new FakeAgent(address, 'node-b');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    a.kill();
+    b.kill();
+    client.close();
+  });
+  await a.register({ gpus: 1, labels: { zone: 'us-east-1a', region: 'us-east-1' } });
+  await b.register({ gpus: 1, labels: { region: 'eu-west-1' } });
+  const job = await client.submitJob(spec('train', 1, { checkpoint: CHECKPOINT, restart: { maxPreemptions: 3, maxFailures: 2, retryableExitCodes: [75] } }));
+  t.match(await a.takeStart(), { jobId: job.jobId, attempt: 1 });
+  await a.running(job.jobId, 1, ['GPU-node-a-0']);
+  const deadlineMs = Date.now() + 120_000;
+  await a.notice({ noticeId: 'i-0abc:terminate', source: 'aws', kind: 'terminate', deadlineMs, receivedMs: Date.now() });
+  await a.drainReport(job.jobId, 1, {
+    noticeId: 'i-0abc:terminate', finalCheckpointId: 'step-000300', finalStep: 300, finalCheckpointIsNew: true,
+    committedMs: deadlineMs - 42_000, deadlineMs, marginMs: 42_000,
+  });
+  await a.exited(job.jobId, 1, 'ATTEMPT_STATE_PREEMPTED', 0);
+  t.match(await b.takeStart(), { jobId: job.jobId, attempt: 2, resume: true });
+  await b.restored(job.jobId, 2, { checkpointId: 'step-000300', step: 300, bytes: 4096, durationMs: 900 });
+  await b.running(job.jobId, 2, ['GPU-node-b-0']);
+  // node-b comes back without attempt 2: lost, placed again (node-a is still going away).
+  b.kill();
+  const b2 = new FakeAgent(address, 'node-b');
+  t.teardown(() => b2.kill());
+  await b2.register({ gpus: 1, labels: { region: 'eu-west-1' } });
+  t.match(await b2.takeStart(), { jobId: job.jobId, attempt: 3, resume: true });
+
+  const human = await runCli(['status', job.jobId], env);
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, '\npreemptions: 2 of max 3; failures: 0 of max 2\n');
+  t.match(human.stdout, /\n1\s+node-a\s+node-a\s+us-east-1a\s+preempted\s+GPU-node-a-0\s+0\s+\d+s ago\s+\d+s ago\s+-\s+preempted: stopped after its final checkpoint/);
+  t.match(human.stdout, /\n2\s+node-b\s+node-b\s+eu-west-1\s+lost\s+GPU-node-b-0\s+-\s+\d+s ago\s+\d+s ago\s+step-000300 \(step 300\)\s+node node-b lost attempt 2/);
+  t.match(human.stdout, /\n3\s+node-b\s+node-b\s+eu-west-1\s+accepted\s+/);
+  t.match(human.stdout, `\nattempt 1 preempted: aws notice terminate, deadline ${new Date(deadlineMs).toISOString()}; final checkpoint step-000300 (step 300) committed during the drain, 42 s before the deadline\n`);
+  t.match(human.stdout, '\nattempt 2 lost: no notice, node-b stopped answering or lost it; counted as a preemption\n');
+
+  const overview = await runCli(['status'], env);
+  t.match(overview.stdout, /\nnode-a\s+preempting\s+1\/1\s+zone=us-east-1a,region=us-east-1/);
+
+  const json = await runCli(['status', job.jobId, '--json'], env);
+  t.match(JSON.parse(json.stdout), {
+    preemptions: 2,
+    failures: 0,
+    attempts: [
+      { attempt: 1, hostname: 'node-a', zone: 'us-east-1a', state: 'ATTEMPT_STATE_PREEMPTED', preemptionSource: 'aws', preemptionNoticeId: 'i-0abc:terminate', drainReported: true, finalCheckpointId: 'step-000300', drainMarginMs: 42_000 },
+      { attempt: 2, zone: '', region: 'eu-west-1', state: 'ATTEMPT_STATE_LOST', restoredCheckpointId: 'step-000300' },
+      { attempt: 3, resume: true },
+    ],
+  });
 });
