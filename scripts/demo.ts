@@ -72,6 +72,7 @@ async function main(): Promise<number> {
       labels: { zone: 'demo-zone-a', spot: 'true', 'instance-type': 'p4d.24xlarge' },
       s3: { endpoints: { default: s3.config } },
       checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
+      preemption: { cloud: 'none' },
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
     agent = start(['agent', '--config', path.join(dir, 'agent.yaml')], path.join(dir, 'agent.log'));

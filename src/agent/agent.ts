@@ -24,6 +24,7 @@ import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
 import type { Notice, PreemptionDetector } from '../preemption/notice.ts';
 import { extendStopWhile } from './systemd.ts';
+import { createDetector } from '../preemption/detectors.ts';
 import type { CheckpointServices } from './attempt-checkpoints.ts';
 import type { DataServices } from './attempt-runner.ts';
 import { InputCache } from '../data/input-cache.ts';
@@ -151,6 +152,12 @@ export class Agent {
       runningAttempts: () => this.ledger.all().filter((r) => !isTerminal(r.state)).length,
     });
     this.session.start();
+    // After the session: a notice must be reported, so there must be someone to tell.
+    this.detector = await createDetector(this.config.preemption, { clock: this.clock, logger: this.logger, ...(this.config.nodeName ? { vmName: this.config.nodeName } : {}) });
+    if (this.detector) {
+      this.logger.info({ cloud: this.detector.cloud }, 'watching for preemption notices');
+      this.detector.start((notice) => void this.onNotice(notice));
+    }
   }
 
   /**
@@ -437,6 +444,7 @@ export class Agent {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.detector?.close();
       this.session?.close();
       await this.localApi?.close();
       await Promise.all([...this.runners.values()].map((r) => r.detach()));
