@@ -379,6 +379,14 @@ export class Agent {
     }
   }
 
+  /** Gives the session a moment to deliver what is journaled (the end of a drain above all); the journal keeps the rest. */
+  private async flushEvents(timeoutMs: number): Promise<void> {
+    const until = this.clock.now() + timeoutMs;
+    while (this.journal.pending().length > 0 && this.session?.state === 'connected' && this.clock.now() < until) {
+      await this.clock.sleep(50);
+    }
+  }
+
   /** The coordinator holds every event up to `upTo`: ended attempts can go. */
   private onEventsAcked(upTo: number): void {
     this.journal.ack(upTo);
@@ -445,6 +453,7 @@ export class Agent {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.detector?.close();
+      await this.flushEvents(this.draining ? 10_000 : 2_000);
       this.session?.close();
       await this.localApi?.close();
       await Promise.all([...this.runners.values()].map((r) => r.detach()));

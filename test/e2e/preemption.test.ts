@@ -7,7 +7,9 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LABELS } from '../../src/agent/attempt-runner.ts';
 import type { JobInfo } from '../../src/client/control-client.ts';
+import { DockerEngine } from '../../src/engine/docker-engine.ts';
 import { listCommitted } from '../../src/checkpoint/committed.ts';
 import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
@@ -123,4 +125,54 @@ void t.test('Azure: a Preempt scheduled event (30 s), acknowledged only after th
   const newest = (await listCommitted(store, 'azure'))[0]?.manifest;
   t.ok((newest?.committedMs ?? 0) >= noticeAt, 'the final checkpoint was committed before the acknowledgement');
   await verifyResume(t, d, submitted.jobId, noticeAt + 30_000);
+});
+
+void t.test('host shutdown: SIGTERM drains like a notice, and the job resumes elsewhere', async (t) => {
+  const d = await drill(t, 'sigterm', { cloud: 'none', drainOnSigterm: 'always', sigtermWindowSeconds: 40 });
+  const submitted = await runUntilCheckpointed(d, job('sigterm'));
+  const noticeAt = Date.now();
+  const code = await d.cluster.agents.get('spot-a')?.proc.stop('SIGTERM', 60000);
+  t.equal(code, 0, 'the agent drained and left cleanly');
+  t.match(d.cluster.agents.get('spot-a')?.proc.log() ?? '', /drain: 5\/5 final checkpoints reported/);
+  await verifyResume(t, d, submitted.jobId, noticeAt + 40_000);
+});
+
+void t.test('planned maintenance: `stevedore drain NODE` drains it with a deadline', async (t) => {
+  const d = await drill(t, 'maint', { cloud: 'none' });
+  const submitted = await runUntilCheckpointed(d, job('maint'));
+  const running = await d.cluster.client.getJob(submitted.jobId);
+  const noticeAt = Date.now();
+  await d.cluster.client.drainNode(running.attempts[0]?.nodeId ?? '', { reason: 'kernel upgrade', deadlineSeconds: 40 });
+  await verifyResume(t, d, submitted.jobId, noticeAt + 40_000);
+});
+
+void t.test('hard loss: kill -9 of the agent and its container, no notice: the job resumes from the newest committed checkpoint after the lease', async (t) => {
+  const s3 = await startS3Server({ buckets: ['spot'] });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-loss-'));
+  const cluster = await Cluster.start(dir, { dockerHost: env.dockerHost, leaseSeconds: 4 });
+  t.teardown(async () => {
+    await cluster.close();
+    await s3.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const s3Config = { s3: { endpoints: { default: s3.config } }, checkpoints: { partSizeMiB: 5, maxInFlightMiB: 32, rescanSeconds: 1 } };
+  const a = await cluster.addAgent('lost-a', 1, { ...s3Config, labels: { zone: 'zone-a' } });
+  const submitted = await cluster.client.submitJob(job('loss'));
+  await waitUntil(async () => (await cluster.client.listCheckpoints(submitted.jobId)).length >= 2, 60000, () => 'no checkpoints');
+  await cluster.addAgent('lost-b', 1, { ...s3Config, labels: { zone: 'zone-b' } });
+
+  await a.proc.stop('SIGKILL');
+  const engine = new DockerEngine({ dockerHost: env.dockerHost });
+  for (const c of await engine.list({ [LABELS.jobId]: submitted.jobId })) await engine.remove(c.id);
+  const newest = (await cluster.client.listCheckpoints(submitted.jobId))[0];
+
+  const done = await cluster.waitForJob(submitted.jobId, ['succeeded', 'failed'], 120000);
+  t.equal(done.state, 'succeeded');
+  t.equal(done.attempts[0]?.state, 'ATTEMPT_STATE_LOST');
+  t.equal(done.attempts[1]?.nodeId !== done.attempts[0]?.nodeId, true, 'resumed on the other node');
+  const lines: string[] = [];
+  for await (const l of cluster.client.streamLogs(submitted.jobId)) if (l.attempt === 2) lines.push(l.line?.text ?? '');
+  const resumedAt = Number(lines.map((l) => /^resumed from step (\d+)/.exec(l)?.[1]).find(Boolean));
+  t.ok(resumedAt >= (newest?.step ?? Infinity), `resumed from the newest committed checkpoint (step ${resumedAt}, newest seen ${newest?.step})`);
+  t.equal(lines.filter((l) => /^step \d+\//.test(l)).length, STEPS - resumedAt, 'then ran the remaining steps once each');
 });
