@@ -6,6 +6,8 @@ import { listCommitted } from '../../src/checkpoint/committed.ts';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import { setupAgent, trainerSpec } from '../helpers/agent-harness.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
+import { waitUntil } from '../helpers/cluster.ts';
 
 void t.test('a notice drains the node: final checkpoint committed before the deadline, attempt PREEMPTED', async (t) => {
   const s3 = await startS3Server({ buckets: ['drain'] });
@@ -47,4 +49,38 @@ void t.test('a notice drains the node: final checkpoint committed before the dea
 
   const refused = await coordinator.command({ startJob: { jobId: 'late', attempt: 1, spec: trainerSpec('late') } });
   t.equal(refused.error?.code, 'NODE_DRAINING', 'a draining node takes no new job');
+});
+
+void t.test('a notice while a large checkpoint is still uploading: the drain finishes it first', async (t) => {
+  const s3 = await startS3Server({ buckets: ['drain'] });
+  // Every request held back 300 ms: a 40 MiB checkpoint takes seconds to upload.
+  const proxy = await startFaultProxy({ target: s3.endpoint, failureRate: 1, faults: ['stall'], stallMs: 300, seed: 3 });
+  t.teardown(async () => {
+    await proxy.close();
+    await s3.close();
+  });
+  const { coordinator, agent } = await setupAgent(t, 1, { s3: { endpoints: { default: { ...s3.config, endpoint: proxy.endpoint } } }, checkpoints: { partSizeMiB: 5, maxInFlightMiB: 10, rescanSeconds: 1 } });
+  // The job ignores the checkpoint signal (SIGHUP, unhandled by PID 1) and is killed at the stop: the
+  // checkpoint in flight when the notice comes is the final one.
+  const spec = trainerSpec(
+    'large',
+    { stopSignal: 'SIGKILL', checkpoint: { path: '/ckpt', destination: 's3://drain/jobs/large', rule: 'dcp', signal: 'SIGHUP', keep: 5 }, mounts: [] },
+    { TRAIN_STEPS: '1000', TRAIN_STEP_SECONDS: '1', TRAIN_CKPT_EVERY: '5', TRAIN_CKPT_BYTES: String(40 * 1024 * 1024) },
+  );
+  await coordinator.command({ startJob: { jobId: 'large', attempt: 1, spec } });
+  const store = new S3ObjectStore({ bucket: 'drain', config: s3.config });
+  await waitUntil(async () => (await store.listMultipartUploads('jobs/large/')).length > 0, 30000, () => 'the upload never started');
+  t.same(await listCommitted(store, 'jobs/large'), [], 'not committed yet when the notice arrives');
+
+  const received = Date.now();
+  await agent.onNotice({ id: 'azure-evt-1', source: 'azure', kind: 'Preempt', deadlineMs: received + 60_000, receivedMs: received, advisory: false });
+  await coordinator.waitFor((m) => m.event?.jobId === 'large' && m.event.body === 'exited', 10000);
+  const report = coordinator.events('large').find((e) => e.body === 'drainReport')?.drainReport;
+  t.equal(report?.finalCheckpointId, 'step-000005', 'the checkpoint that was uploading is the final one');
+  t.ok(report?.finalCheckpointIsNew);
+  t.ok((report?.marginMs ?? 0) >= 10_000, `committed ${report?.marginMs} ms before the deadline`);
+  const committed = await listCommitted(store, 'jobs/large');
+  t.equal(committed[0]?.manifest.name, 'step-000005');
+  t.equal(committed[0]?.manifest.totalBytes, 40 * 1024 * 1024 + (committed[0]?.manifest.files.find((f) => f.path === '.metadata')?.size ?? 0));
+  t.equal((await store.listMultipartUploads('jobs/large/')).length, 0, 'nothing left open');
 });
