@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { ControlClient } from '../src/client/control-client.ts';
 import { writeFakeNvidiaSmi } from '../test/helpers/fake-gpus.ts';
 import { startS3Server } from '../test/helpers/s3-server.ts';
+import { startFakeGcpMetadata } from '../test/helpers/fake-gcp-metadata.ts';
 import { freePort, waitUntil } from '../test/helpers/cluster.ts';
 import { buildTrainerImage, startTestEngine } from './test-env.ts';
 
@@ -48,6 +49,9 @@ async function main(): Promise<number> {
   let coordinator: ChildProcess | undefined;
   let agent: ChildProcess | undefined;
   const s3 = await startS3Server({ buckets: ['stevedore-demo'] });
+  // A stand-in for the GCP metadata server of the first node, so that it can be preempted.
+  const gcp = await startFakeGcpMetadata();
+  let agentB: ChildProcess | undefined;
   try {
     say('Docker Engine ready on a private socket; building the training stand-in image');
     const image = await buildTrainerImage(engine.dockerHost, (m) => process.stdout.write(`    ${m}\n`));
@@ -60,28 +64,54 @@ async function main(): Promise<number> {
     await waitUntil(async () => control.listNodes().then(() => true, () => false), 20000, () => readFileSync(path.join(dir, 'coordinator.log'), 'utf8'));
     say(`Coordinator listening on ${address} (state in ${path.join(dir, 'coordinator.db')})`);
 
-    const socket = path.join(dir, 'agent.sock');
-    const config = {
-      coordinator: { address },
-      nodeName: 'demo-node',
-      stateDir: path.join(dir, 'agent-state'),
-      workRoot: path.join(dir, 'jobs'),
-      socketPath: socket,
-      dockerHost: engine.dockerHost,
-      nvidiaSmiPath: writeFakeNvidiaSmi(path.join(dir, 'gpu'), 4),
-      labels: { zone: 'demo-zone-a', spot: 'true', 'instance-type': 'p4d.24xlarge' },
-      s3: { endpoints: { default: s3.config } },
-      checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
-      preemption: { cloud: 'none' },
+    const startAgent = async (name: string, zone: string, preemption: object): Promise<ChildProcess> => {
+      const config = {
+        coordinator: { address },
+        nodeName: name,
+        stateDir: path.join(dir, name, 'state'),
+        workRoot: path.join(dir, name, 'jobs'),
+        socketPath: path.join(dir, `${name}.sock`),
+        dockerHost: engine.dockerHost,
+        nvidiaSmiPath: writeFakeNvidiaSmi(path.join(dir, name, 'gpu'), 4),
+        labels: { zone, spot: 'true', 'instance-type': 'a2-highgpu-4g' },
+        s3: { endpoints: { default: s3.config } },
+        checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
+        preemption,
+      };
+      writeFileSync(path.join(dir, `${name}.yaml`), stringify(config));
+      const child = start(['agent', '--config', path.join(dir, `${name}.yaml`)], path.join(dir, `${name}.log`));
+      await waitUntil(async () => (await control.listNodes()).some((n) => n.hostname === name && n.state === 'online'), 30000, () => readFileSync(path.join(dir, `${name}.log`), 'utf8'));
+      const node = (await control.listNodes()).find((n) => n.hostname === name);
+      say(`Agent ${name} (${node?.nodeId}) registered: ${node?.inventory?.gpus.length} GPUs (${node?.inventory?.gpus[0]?.name}, stand-in nvidia-smi), zone ${zone}`);
+      return child;
     };
-    writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
-    agent = start(['agent', '--config', path.join(dir, 'agent.yaml')], path.join(dir, 'agent.log'));
-    await waitUntil(async () => (await control.listNodes()).some((n) => n.state === 'online'), 30000, () => readFileSync(path.join(dir, 'agent.log'), 'utf8'));
-    const node = (await control.listNodes())[0];
-    say(`Agent ${node?.nodeId} registered: ${node?.inventory?.gpus.length} GPUs (${node?.inventory?.gpus[0]?.name}, stand-in nvidia-smi), labels ${Object.entries(node?.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    const socket = path.join(dir, 'demo-node-a.sock');
+    agent = await startAgent('demo-node-a', 'us-central1-a', { cloud: 'gcp', metadataUrl: gcp.baseUrl });
 
     say(`Submitting examples/train.yaml (image ${image}, 2 GPUs) and following its logs`);
-    const code = await runCli(['submit', path.join(root, 'examples', 'train.yaml'), '--follow', '--wait', '--coordinator', address]);
+    const submit = runCli(['submit', path.join(root, 'examples', 'train.yaml'), '--follow', '--wait', '--coordinator', address]);
+    await waitUntil(async () => (await control.listJobs()).length > 0, 20000, () => 'the job was not submitted');
+    const jobId = (await control.listJobs())[0]?.jobId ?? '';
+    await waitUntil(async () => (await control.listCheckpoints(jobId)).length >= 2, 60000, () => 'no checkpoint committed');
+    agentB = await startAgent('demo-node-b', 'us-central1-b', { cloud: 'none' });
+    const noticeAt = Date.now();
+    say('Simulating a Spot preemption of demo-node-a: its metadata server now says instance/preempted = TRUE (30 s to power-off)');
+    gcp.setPreempted(true);
+    const code = await submit;
+
+    const history = await control.getJob(jobId);
+    const [first, second] = history.attempts;
+    const stepOf = (n: number): string => (n >= 0 ? String(n) : '?');
+    say('Timeline');
+    process.stdout.write(
+      [
+        `  +0.0 s   preemption notice on ${first?.hostname} (${first?.preemptionSource || 'gcp'}), deadline +${(((first?.preemptionDeadlineMs ?? noticeAt) - noticeAt) / 1000).toFixed(1)} s`,
+        `  +${(((first?.finalCommittedMs ?? noticeAt) - noticeAt) / 1000).toFixed(1)} s   final checkpoint ${first?.finalCheckpointId} (step ${stepOf(first?.finalStep ?? -1)}) committed, ${((first?.drainMarginMs ?? 0) / 1000).toFixed(1)} s before the deadline`,
+        `  +${(((second?.startedMs ?? noticeAt) - noticeAt) / 1000).toFixed(1)} s   resumed on ${second?.hostname} (zone ${second?.zone}) from step ${stepOf(second?.restoredStep ?? -1)}`,
+        `  +${(((second?.endedMs ?? noticeAt) - noticeAt) / 1000).toFixed(1)} s   ${history.state}`,
+        '',
+      ].join('\n'),
+    );
 
     say('stevedore status');
     await runCli(['status', '--coordinator', address]);
@@ -94,12 +124,14 @@ async function main(): Promise<number> {
     }
     say('stevedore status --agent (the agent on this host, over its local socket)');
     await runCli(['status', '--agent', socket]);
-    say(code === 0 ? 'Demo finished: the job ran to completion on its GPUs.' : `Demo finished: the job did not succeed (exit ${code}); logs in ${dir}`);
+    say(code === 0 ? 'Demo finished: the job survived the preemption and ran to completion, no step lost.' : `Demo finished: the job did not succeed (exit ${code}); logs in ${dir}`);
     control.close();
     return code;
   } finally {
     await stop(agent);
+    await stop(agentB);
     await stop(coordinator);
+    await gcp.close();
     await s3.close();
     await engine.stop();
   }
