@@ -9,7 +9,7 @@
 // long timeout. Whatever the endpoint answers (garbage, 500s, nothing at all),
 // the poll logs it at most once a minute and goes on.
 import type { Notice, PreemptionDetector } from './notice.ts';
-import { metadataRequest } from './metadata-http.ts';
+import { metadataRequest, parseBaseUrl, positiveMs, ProblemLog } from './metadata-http.ts';
 import type { DetectorOptions } from './metadata-http.ts';
 import type { Clock } from '../util/clock.ts';
 import { StevedoreError, messageOf } from '../util/errors.ts';
@@ -28,6 +28,7 @@ export const AZURE_DEFAULT_WINDOW_MS = 30_000;
 const DRAINING_TYPES = new Set(['Preempt', 'Terminate']);
 /** Failures are logged at most this often. */
 const PROBLEM_LOG_INTERVAL_MS = 60_000;
+const AZURE_ADVICE = 'polling on. Preemption notices cannot be seen until Scheduled Events answers: check that this node is an Azure VM and that the metadata base URL is right';
 
 export interface AzureDetectorOptions extends DetectorOptions {
   /**
@@ -41,40 +42,6 @@ export interface AzureDetectorOptions extends DetectorOptions {
  * Warnings about an endpoint that does not answer well, at most one per
  * interval (with the number left out), and one line when it answers again.
  */
-class ProblemLog {
-  private lastWarnMs = -Infinity;
-  private suppressed = 0;
-  private warnedSinceRecovery = false;
-  private readonly logger: Logger;
-  private readonly clock: Clock;
-
-  constructor(logger: Logger, clock: Clock) {
-    this.logger = logger;
-    this.clock = clock;
-  }
-
-  report(problem: string): void {
-    const now = this.clock.now();
-    if (now - this.lastWarnMs < PROBLEM_LOG_INTERVAL_MS) {
-      this.suppressed++;
-      return;
-    }
-    this.logger.warn(
-      { suppressed: this.suppressed },
-      `${problem}; polling on. Preemption notices cannot be seen until Scheduled Events answers: ` +
-        'check that this node is an Azure VM and that the metadata base URL is right',
-    );
-    this.lastWarnMs = now;
-    this.suppressed = 0;
-    this.warnedSinceRecovery = true;
-  }
-
-  recovered(): void {
-    if (!this.warnedSinceRecovery) return;
-    this.warnedSinceRecovery = false;
-    this.logger.info({ suppressed: this.suppressed }, 'Azure Scheduled Events answers again');
-  }
-}
 
 interface ScheduledEvent {
   EventId: string;
@@ -124,26 +91,7 @@ function asEvent(value: unknown): ScheduledEvent | undefined {
   };
 }
 
-function parseBaseUrl(baseUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch (err) {
-    throw new StevedoreError('CONFIG_INVALID', `Azure metadata base URL ${JSON.stringify(baseUrl)} is not a URL: give one such as http://169.254.169.254`, { cause: err });
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new StevedoreError('CONFIG_INVALID', `Azure metadata base URL ${baseUrl} must start with http:// or https://, such as http://169.254.169.254`);
-  }
-  return url.href.replace(/\/+$/, '');
-}
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new StevedoreError('CONFIG_INVALID', `Azure detector option ${name} must be a positive number of milliseconds, not ${value}`);
-  }
-  return value;
-}
 
 /**
  * Polls Azure Scheduled Events. Options: `pollMs` (default 1 s) between polls;
@@ -170,14 +118,14 @@ export class AzureDetector implements PreemptionDetector {
   private readonly seen = new Set<string>();
 
   constructor(opts: AzureDetectorOptions) {
-    this.url = `${parseBaseUrl(opts.baseUrl)}${AZURE_SCHEDULED_EVENTS_PATH}?api-version=${AZURE_API_VERSION}`;
+    this.url = `${parseBaseUrl('Azure', opts.baseUrl)}${AZURE_SCHEDULED_EVENTS_PATH}?api-version=${AZURE_API_VERSION}`;
     this.clock = opts.clock;
     this.logger = opts.logger;
-    this.pollMs = positive('pollMs', opts.pollMs, AZURE_DEFAULT_POLL_MS);
-    this.requestTimeoutMs = positive('requestTimeoutMs', opts.requestTimeoutMs, AZURE_DEFAULT_REQUEST_TIMEOUT_MS);
-    this.firstCallTimeoutMs = positive('firstCallTimeoutMs', opts.firstCallTimeoutMs, AZURE_DEFAULT_FIRST_CALL_TIMEOUT_MS);
+    this.pollMs = positiveMs('Azure', 'pollMs', opts.pollMs, AZURE_DEFAULT_POLL_MS);
+    this.requestTimeoutMs = positiveMs('Azure', 'requestTimeoutMs', opts.requestTimeoutMs, AZURE_DEFAULT_REQUEST_TIMEOUT_MS);
+    this.firstCallTimeoutMs = positiveMs('Azure', 'firstCallTimeoutMs', opts.firstCallTimeoutMs, AZURE_DEFAULT_FIRST_CALL_TIMEOUT_MS);
     this.vmName = opts.vmName === undefined || opts.vmName === '' ? undefined : opts.vmName.toLowerCase();
-    this.problems = new ProblemLog(this.logger, this.clock);
+    this.problems = new ProblemLog(this.logger, this.clock, { advice: AZURE_ADVICE, intervalMs: PROBLEM_LOG_INTERVAL_MS });
   }
 
   start(onNotice: (notice: Notice) => void): void {
@@ -265,7 +213,7 @@ export class AzureDetector implements PreemptionDetector {
       this.problems.report(doc);
       return;
     }
-    this.problems.recovered();
+    this.problems.recovered('Azure Scheduled Events answers again', 'suppressed');
     if (doc.incarnation === this.lastIncarnation) return;
     this.lastIncarnation = doc.incarnation;
     const receivedMs = this.clock.now();

@@ -8,11 +8,11 @@
 // Whatever the server answers (503 during host maintenance, 500s, garbage,
 // nothing at all), the watch logs it at most once a minute and tries again.
 import type { Notice, PreemptionDetector } from './notice.ts';
-import { metadataRequest } from './metadata-http.ts';
+import { metadataRequest, parseBaseUrl, positiveMs, ProblemLog } from './metadata-http.ts';
 import type { DetectorOptions } from './metadata-http.ts';
 import { Backoff } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
-import { StevedoreError, messageOf } from '../util/errors.ts';
+import { messageOf } from '../util/errors.ts';
 import type { Logger } from '../util/logger.ts';
 
 /** From preempted = TRUE to power-off. */
@@ -28,6 +28,7 @@ const PREEMPTED = 'instance/preempted';
 const MAINTENANCE = 'instance/maintenance-event';
 /** Failures of one watch are logged at most this often. */
 const PROBLEM_LOG_INTERVAL_MS = 60_000;
+const GCP_ADVICE = 'retrying. Preemption notices cannot be seen until the metadata server answers: check that this node is a Google Cloud VM and that the metadata base URL is right';
 /** An answer with an unchanged ETag sooner than this means the server did not wait: pause before asking again. */
 const TOO_QUICK_MS = 1_000;
 
@@ -35,63 +36,8 @@ const TOO_QUICK_MS = 1_000;
  * Warnings about a metadata service that does not answer well, at most one per
  * interval (with the number left out), and one line when it answers again.
  */
-class ProblemLog {
-  private lastWarnMs = -Infinity;
-  private suppressed = 0;
-  private warnedSinceRecovery = false;
-  private readonly logger: Logger;
-  private readonly clock: Clock;
-  private readonly what: string;
 
-  constructor(logger: Logger, clock: Clock, what: string) {
-    this.logger = logger;
-    this.clock = clock;
-    this.what = what;
-  }
 
-  report(problem: string): void {
-    const now = this.clock.now();
-    if (now - this.lastWarnMs < PROBLEM_LOG_INTERVAL_MS) {
-      this.suppressed++;
-      return;
-    }
-    this.logger.warn(
-      { watch: this.what, suppressed: this.suppressed },
-      `${problem}; retrying. Preemption notices cannot be seen until the metadata server answers: ` +
-        'check that this node is a Google Cloud VM and that the metadata base URL is right',
-    );
-    this.lastWarnMs = now;
-    this.suppressed = 0;
-    this.warnedSinceRecovery = true;
-  }
-
-  recovered(): void {
-    if (!this.warnedSinceRecovery) return;
-    this.warnedSinceRecovery = false;
-    this.logger.info({ watch: this.what, suppressed: this.suppressed }, `the GCP metadata server answers ${this.what} again`);
-  }
-}
-
-function parseBaseUrl(baseUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch (err) {
-    throw new StevedoreError('CONFIG_INVALID', `GCP metadata base URL ${JSON.stringify(baseUrl)} is not a URL: give one such as http://169.254.169.254`, { cause: err });
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new StevedoreError('CONFIG_INVALID', `GCP metadata base URL ${baseUrl} must start with http:// or https://, such as http://169.254.169.254`);
-  }
-  return url.href.replace(/\/+$/, '');
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new StevedoreError('CONFIG_INVALID', `GCP detector option ${name} must be a positive number of milliseconds, not ${value}`);
-  }
-  return value;
-}
 
 type Reading = { kind: 'value'; value: string; etag: string | undefined } | { kind: 'problem'; problem: string; unavailable: boolean };
 
@@ -116,11 +62,11 @@ export class GcpDetector implements PreemptionDetector {
   private maintenance: string | undefined;
 
   constructor(opts: DetectorOptions) {
-    this.baseUrl = parseBaseUrl(opts.baseUrl);
+    this.baseUrl = parseBaseUrl('GCP', opts.baseUrl);
     this.clock = opts.clock;
     this.logger = opts.logger;
-    this.waitSec = Math.max(1, Math.ceil(positive('pollMs', opts.pollMs, GCP_DEFAULT_WAIT_MS) / 1000));
-    this.requestTimeoutMs = positive('requestTimeoutMs', opts.requestTimeoutMs, GCP_DEFAULT_REQUEST_MARGIN_MS);
+    this.waitSec = Math.max(1, Math.ceil(positiveMs('GCP', 'pollMs', opts.pollMs, GCP_DEFAULT_WAIT_MS) / 1000));
+    this.requestTimeoutMs = positiveMs('GCP', 'requestTimeoutMs', opts.requestTimeoutMs, GCP_DEFAULT_REQUEST_MARGIN_MS);
   }
 
   start(onNotice: (notice: Notice) => void): void {
@@ -202,7 +148,7 @@ export class GcpDetector implements PreemptionDetector {
   /** One hanging GET after another on `path`, until close. */
   private async watch(path: string, apply: (value: string, etag: string | undefined) => boolean): Promise<void> {
     const signal = this.abort.signal;
-    const problems = new ProblemLog(this.logger, this.clock, path);
+    const problems = new ProblemLog(this.logger, this.clock, { advice: GCP_ADVICE, fields: { watch: path }, intervalMs: PROBLEM_LOG_INTERVAL_MS });
     const backoff = new Backoff({ initialMs: 200, maxMs: 5_000 });
     // Any ETag but the current one answers at once: the first request reads the value.
     let etag: string | undefined = '0';
@@ -220,7 +166,7 @@ export class GcpDetector implements PreemptionDetector {
         await this.pause(backoff.next() + 250);
         continue;
       }
-      problems.recovered();
+      problems.recovered(`the GCP metadata server answers ${path} again`, 'suppressed');
       backoff.reset();
       const unchanged = reading.etag !== undefined && reading.etag === etag;
       etag = reading.etag;

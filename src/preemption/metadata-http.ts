@@ -7,6 +7,7 @@ import https from 'node:https';
 import type { Clock } from '../util/clock.ts';
 import { systemClock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
+import { StevedoreError } from '../util/errors.ts';
 
 /** What every cloud detector is built from (AwsDetector, GcpDetector, AzureDetector). */
 export interface DetectorOptions {
@@ -119,4 +120,71 @@ export async function metadataRequest(opts: MetadataRequestOptions): Promise<Met
     });
     request.end(opts.body);
   });
+}
+
+/**
+ * A failing metadata check, logged at most once a minute (the rest counted),
+ * and once more when it answers again: a broken metadata service must not
+ * flood the log, nor go unnoticed.
+ */
+export class ProblemLog {
+  private lastWarnMs = -Infinity;
+  private suppressed = 0;
+  private warnedSinceRecovery = false;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly fields: Record<string, unknown>;
+  private readonly intervalMs: number;
+  private readonly advice: string;
+
+  /** `advice` follows every problem in the log: what it means and what to check. */
+  constructor(logger: Logger, clock: Clock, opts: { advice?: string; fields?: Record<string, unknown>; intervalMs?: number } = {}) {
+    this.logger = logger;
+    this.clock = clock;
+    this.advice = opts.advice ?? '';
+    this.fields = opts.fields ?? {};
+    this.intervalMs = opts.intervalMs ?? 60_000;
+  }
+
+  report(problem: string, suppressedKey = 'suppressed'): void {
+    const message = this.advice ? `${problem}; ${this.advice}` : problem;
+    const now = this.clock.now();
+    if (now - this.lastWarnMs < this.intervalMs) {
+      this.suppressed++;
+      return;
+    }
+    this.logger.warn({ ...this.fields, [suppressedKey]: this.suppressed }, message);
+    this.lastWarnMs = now;
+    this.suppressed = 0;
+    this.warnedSinceRecovery = true;
+  }
+
+  recovered(message: string, suppressedKey?: string): void {
+    if (!this.warnedSinceRecovery) return;
+    this.warnedSinceRecovery = false;
+    this.logger.info({ ...this.fields, ...(suppressedKey ? { [suppressedKey]: this.suppressed } : {}) }, message);
+  }
+}
+
+/** A metadata base URL from the configuration: http(s), without a trailing slash. */
+export function parseBaseUrl(cloud: string, baseUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch (err) {
+    throw new StevedoreError('CONFIG_INVALID', `${cloud} metadata base URL ${JSON.stringify(baseUrl)} is not a URL: give one such as http://169.254.169.254`, { cause: err });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new StevedoreError('CONFIG_INVALID', `${cloud} metadata base URL ${baseUrl} must start with http:// or https://, such as http://169.254.169.254`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/** A detector option in milliseconds: positive, or the default when unset. */
+export function positiveMs(cloud: string, name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new StevedoreError('CONFIG_INVALID', `${cloud} detector option ${name} must be a positive number of milliseconds, not ${value}`);
+  }
+  return value;
 }
