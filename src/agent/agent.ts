@@ -234,13 +234,7 @@ export class Agent {
       protocolVersion: PROTOCOL_VERSION,
       inventory: this.inventory,
       labels: this.config.labels,
-      attempts: this.ledger.all().map((r) => ({
-        jobId: r.jobId,
-        attempt: r.attempt,
-        state: toWireState(r.state),
-        gpuUuids: r.gpuUuids,
-        containerId: r.containerId,
-      })),
+      attempts: this.ledger.all().map(attemptStatus),
       lastEventId: this.journal.lastEventId,
     };
   }
@@ -434,11 +428,7 @@ export class Agent {
       labels: this.config.labels,
       lastError: this.session?.lastError ?? '',
       attempts: this.ledger.all().map((r) => ({
-        jobId: r.jobId,
-        attempt: r.attempt,
-        state: toWireState(r.state),
-        gpuUuids: r.gpuUuids,
-        containerId: r.containerId,
+        ...attemptStatus(r),
         image: r.spec?.image ?? '',
         startedMs: r.startedAtMs,
         logPath: this.paths.logFile(r.jobId, r.attempt),
@@ -463,6 +453,11 @@ export class Agent {
     })();
     return this.closing;
   }
+}
+
+/** What the coordinator (and the local API) is told about an attempt the agent holds. */
+function attemptStatus(r: AttemptRecord): { jobId: string; attempt: number; state: ReturnType<typeof toWireState>; gpuUuids: string[]; containerId: string } {
+  return { jobId: r.jobId, attempt: r.attempt, state: toWireState(r.state), gpuUuids: r.gpuUuids, containerId: r.containerId };
 }
 
 function refuse(code: string, message: string): CommandResult {
