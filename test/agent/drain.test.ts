@@ -34,8 +34,10 @@ void t.test('a notice drains the node: final checkpoint committed before the dea
   const exited = events.find((e) => e.body === 'exited');
   t.equal(exited?.exited?.state, 'ATTEMPT_STATE_PREEMPTED');
   const report = events.find((e) => e.body === 'drainReport')?.drainReport;
-  t.ok(report?.finalCheckpointIsNew, 'the final checkpoint was written and committed during the drain');
-  t.ok((report?.marginMs ?? 0) >= 10_000, `committed at least the safety margin before the deadline (${report?.marginMs} ms)`);
+  // The final checkpoint is the one at the step where the job stopped: written on the signal
+  // (or, when the signal came right after a regular checkpoint, that one: the job skips a step it already saved).
+  if (report?.finalCheckpointIsNew) t.ok(report.marginMs >= 10_000, `committed ${report.marginMs} ms before the deadline, more than the safety margin`);
+  else t.ok((report?.committedMs ?? Infinity) <= received, 'already durable when the notice came');
   t.ok(events.findIndex((e) => e.body === 'drainReport') < events.findIndex((e) => e.body === 'exited'), 'the report comes before the end');
 
   // The checkpoint the job wrote on the signal is the newest committed one, at the step it says.
@@ -65,7 +67,7 @@ void t.test('a notice while a large checkpoint is still uploading: the drain fin
   const spec = trainerSpec(
     'large',
     { stopSignal: 'SIGKILL', checkpoint: { path: '/ckpt', destination: 's3://drain/jobs/large', rule: 'dcp', signal: 'SIGHUP', keep: 5 }, mounts: [] },
-    { TRAIN_STEPS: '1000', TRAIN_STEP_SECONDS: '1', TRAIN_CKPT_EVERY: '5', TRAIN_CKPT_BYTES: String(40 * 1024 * 1024) },
+    { TRAIN_STEPS: '1000', TRAIN_STEP_SECONDS: '3', TRAIN_CKPT_EVERY: '5', TRAIN_CKPT_BYTES: String(40 * 1024 * 1024) },
   );
   await coordinator.command({ startJob: { jobId: 'large', attempt: 1, spec } });
   const store = new S3ObjectStore({ bucket: 'drain', config: s3.config });
