@@ -19,6 +19,8 @@
 // because logs piled up). `pendingBytes` tells the caller how much is waiting
 // for an acknowledgement, so that it can throttle or drop log events first;
 // PENDING_BYTES_SOFT_LIMIT is the suggested bound.
+import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
+import type { DrainReport__Output } from '../gen/stevedore/v1/DrainReport.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StevedoreError, messageOf } from '../util/errors.ts';
@@ -44,28 +46,11 @@ export type EventBody =
   | { preemptionNotice: { noticeId: string; source: string; kind: string; deadlineMs: number; receivedMs: number } }
   | { drainReport: DrainReportBody };
 
-export interface DrainReportBody {
-  noticeId: string;
-  finalCheckpointId: string;
-  finalStep: number;
-  finalCheckpointIsNew: boolean;
-  committedMs: number;
-  deadlineMs: number;
-  marginMs: number;
-}
+/** The DrainReport message, as journaled. */
+export type DrainReportBody = DrainReport__Output;
 
-export interface CheckpointCommittedBody {
-  checkpointId: string;
-  name: string;
-  step: number;
-  totalBytes: number;
-  uploadedBytes: number;
-  files: number;
-  lastWriteMs: number;
-  committedMs: number;
-  timeToCommitMs: number;
-  manifestKey: string;
-}
+/** The CheckpointCommitted message, as journaled. */
+export type CheckpointCommittedBody = CheckpointCommitted__Output;
 
 export interface EventJournalOptions {
   logger?: Logger;

@@ -2,6 +2,7 @@
 // Everything the coordinator acknowledges is written here first, so that a
 // restart loses nothing. All access is synchronous; callers group related
 // writes with transaction().
+import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
 import { DatabaseSync } from 'node:sqlite';
 import type { SQLInputValue } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
@@ -96,24 +97,8 @@ export interface LogRecord {
   text: string;
 }
 
-/** A committed checkpoint, as an agent reported it (CheckpointCommitted). */
-export interface CheckpointRecord {
-  jobId: string;
-  attempt: number;
-  nodeId: string;
-  checkpointId: string;
-  name: string;
-  /** -1 when the name carries no step. */
-  step: number;
-  totalBytes: number;
-  uploadedBytes: number;
-  files: number;
-  lastWriteMs: number;
-  committedMs: number;
-  timeToCommitMs: number;
-  /** s3://bucket/key of the manifest. */
-  manifestKey: string;
-}
+/** A committed checkpoint, as an agent reported it: the CheckpointCommitted message and whose it is. */
+export type CheckpointRecord = CheckpointCommitted__Output & { jobId: string; attempt: number; nodeId: string };
 
 /** What an attempt restored before its container started (CheckpointRestored). */
 export interface RestoreRecord {
