@@ -9,7 +9,7 @@ import type { Clock, Timer } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
 import { StevedoreError, messageOf } from '../util/errors.ts';
 import type { Notice, PreemptionDetector } from './notice.ts';
-import { metadataRequest, type DetectorOptions, type MetadataResponse } from './metadata-http.ts';
+import { metadataRequest, ProblemLog, type DetectorOptions, type MetadataResponse } from './metadata-http.ts';
 
 export interface AwsDetectorOptions extends DetectorOptions {
   /** Lifetime asked for each token; default 21600 s (the most IMDS grants). */
@@ -46,35 +46,6 @@ const PATHS = {
  * left out), and its recovery only after a failure that was logged: a service
  * that flaps between good and bad answers cannot flood the log.
  */
-class ThrottledLog {
-  private readonly state = new Map<string, { lastMs: number; suppressed: number; warned: boolean }>();
-  private readonly logger: Logger;
-  private readonly clock: Clock;
-
-  constructor(logger: Logger, clock: Clock) {
-    this.logger = logger;
-    this.clock = clock;
-  }
-
-  fail(key: string, message: string): void {
-    const now = this.clock.now();
-    const s = this.state.get(key);
-    if (s && now - s.lastMs < LOG_EVERY_MS) {
-      s.suppressed++;
-      return;
-    }
-    this.logger.warn({ check: key, left_out: s?.suppressed ?? 0 }, message);
-    this.state.set(key, { lastMs: now, suppressed: 0, warned: true });
-  }
-
-  ok(key: string, message: string): void {
-    const s = this.state.get(key);
-    if (!s?.warned) return;
-    s.warned = false;
-    this.logger.info({ check: key }, message);
-  }
-}
-
 type Fetched = { kind: 'ok'; response: MetadataResponse } | { kind: 'failed'; reason: string };
 
 export class AwsDetector implements PreemptionDetector {
@@ -86,7 +57,8 @@ export class AwsDetector implements PreemptionDetector {
   private readonly timeoutMs: number;
   private readonly tokenTtlSeconds: number;
   private readonly attempts: number;
-  private readonly log: ThrottledLog;
+  /** One rate-limited problem log per check (token, spot/instance-action, ...). */
+  private readonly problems = new Map<string, ProblemLog>();
   private readonly seen = new Set<string>();
   private readonly abort = new AbortController();
   private token: { value: string; refreshAtMs: number } | undefined;
@@ -112,7 +84,15 @@ export class AwsDetector implements PreemptionDetector {
     if (!(this.pollMs > 0)) bad(`pollMs must be a positive number of milliseconds, not ${this.pollMs}`);
     if (!(this.timeoutMs > 0)) bad(`requestTimeoutMs must be a positive number of milliseconds, not ${this.timeoutMs}`);
     if (!(Number.isInteger(this.attempts) && this.attempts >= 1)) bad(`attempts must be a whole number, at least 1, not ${this.attempts}`);
-    this.log = new ThrottledLog(this.logger, this.clock);
+  }
+
+  private problemLog(check: string): ProblemLog {
+    let log = this.problems.get(check);
+    if (!log) {
+      log = new ProblemLog(this.logger, this.clock, { fields: { check }, intervalMs: LOG_EVERY_MS });
+      this.problems.set(check, log);
+    }
+    return log;
   }
 
   start(onNotice: (notice: Notice) => void): void {
@@ -155,7 +135,7 @@ export class AwsDetector implements PreemptionDetector {
 
   /** Logs a failing check (rate-limited); quiet once closing, when failures are expected. */
   private fail(key: string, message: string): void {
-    if (!this.closed) this.log.fail(key, message);
+    if (!this.closed) this.problemLog(key).report(message, 'left_out');
   }
 
   private emit(notice: Notice): void {
@@ -174,11 +154,11 @@ export class AwsDetector implements PreemptionDetector {
     const fetched = await this.get(PATHS.instanceAction);
     if (fetched.kind === 'failed') return this.fail(key, `cannot read ${key} from the EC2 metadata service: ${fetched.reason}; spot notices may be missed until it answers again`);
     const { status, body } = fetched.response;
-    if (status === 404) return this.log.ok(key, `${key} answers again: no interruption scheduled`);
+    if (status === 404) return this.problemLog(key).recovered(`${key} answers again: no interruption scheduled`);
     if (status !== 200) return this.fail(key, `${key} answered HTTP ${status}; expected 200 or 404`);
     const parsed = parseInstanceAction(body);
     if (typeof parsed === 'string') return this.fail(key, `${key} answered a body that is not a spot notice (${parsed}): ${clip(body)}`);
-    this.log.ok(key, `${key} answers again`);
+    this.problemLog(key).recovered(`${key} answers again`);
     const now = this.clock.now();
     this.emit({
       id: `aws:instance-action:${parsed.action}`,
@@ -195,11 +175,11 @@ export class AwsDetector implements PreemptionDetector {
     const fetched = await this.get(PATHS.rebalance);
     if (fetched.kind === 'failed') return this.fail(key, `cannot read the rebalance recommendation from the EC2 metadata service: ${fetched.reason}`);
     const { status, body } = fetched.response;
-    if (status === 404) return this.log.ok(key, 'the rebalance recommendation answers again: none');
+    if (status === 404) return this.problemLog(key).recovered('the rebalance recommendation answers again: none');
     if (status !== 200) return this.fail(key, `the rebalance recommendation answered HTTP ${status}; expected 200 or 404`);
     const noticeMs = parseRebalance(body);
     if (noticeMs === undefined) return this.fail(key, `the rebalance recommendation answered a body that is not one: ${clip(body)}`);
-    this.log.ok(key, 'the rebalance recommendation answers again');
+    this.problemLog(key).recovered('the rebalance recommendation answers again');
     const now = this.clock.now();
     this.emit({
       // One recommendation per instance: keyed on the signal, not on its time.
@@ -219,11 +199,11 @@ export class AwsDetector implements PreemptionDetector {
     if (fetched.kind === 'failed') return this.fail(key, `cannot read ${key} from the EC2 metadata service: ${fetched.reason}`);
     const { status, body } = fetched.response;
     // 404: the instance is not in an Auto Scaling group.
-    if (status === 404) return this.log.ok(key, `${key} answers again`);
+    if (status === 404) return this.problemLog(key).recovered(`${key} answers again`);
     if (status !== 200) return this.fail(key, `${key} answered HTTP ${status}; expected 200 or 404`);
     const state = body.trim();
     if (!LIFECYCLE_STATE_RE.test(state)) return this.fail(key, `${key} answered a body that is not a lifecycle state: ${clip(body)}`);
-    this.log.ok(key, `${key} answers again`);
+    this.problemLog(key).recovered(`${key} answers again`);
     if (state !== 'Terminated') return;
     const now = this.clock.now();
     this.emit({ id: 'aws:asg-terminated', source: 'aws', kind: 'asg-terminated', deadlineMs: now + AWS_NOTICE_WINDOW_MS, receivedMs: now, advisory: false });
@@ -274,7 +254,7 @@ export class AwsDetector implements PreemptionDetector {
         continue;
       }
       // The token was accepted: the token service works (again).
-      this.log.ok('token', 'IMDSv2 tokens are issued and accepted again');
+      this.problemLog('token').recovered('IMDSv2 tokens are issued and accepted again');
       return { kind: 'ok', response };
     }
     return { kind: 'failed', reason: this.closed ? 'the detector is closing' : `${reason} (after ${this.attempts} attempts)` };
