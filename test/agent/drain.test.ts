@@ -2,12 +2,16 @@
 // a final checkpoint, that checkpoint is committed before the deadline, the
 // container is stopped, and the coordinator hears each step.
 import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { listCommitted } from '../../src/checkpoint/committed.ts';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import { setupAgent, trainerSpec } from '../helpers/agent-harness.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import { waitUntil } from '../helpers/cluster.ts';
+import { listenForNotify } from '../helpers/notify-socket.ts';
 
 void t.test('a notice drains the node: final checkpoint committed before the deadline, attempt PREEMPTED', async (t) => {
   const s3 = await startS3Server({ buckets: ['drain'] });
@@ -21,10 +25,21 @@ void t.test('a notice drains the node: final checkpoint committed before the dea
   await coordinator.command({ startJob: { jobId: 'drained', attempt: 1, spec } });
   await coordinator.waitFor((m) => m.event?.jobId === 'drained' && m.event.body === 'checkpointCommitted', 30000);
 
+  // As under systemd: the drain must keep extending the stop timeout.
+  const notifyDir = mkdtempSync(path.join(os.tmpdir(), 'stv-notify-'));
+  t.teardown(() => {
+    delete process.env.NOTIFY_SOCKET;
+    rmSync(notifyDir, { recursive: true, force: true });
+  });
+  const { messages } = await listenForNotify(path.join(notifyDir, 'notify.sock'), 4);
+  process.env.NOTIFY_SOCKET = path.join(notifyDir, 'notify.sock');
   const received = Date.now();
   const notice = { id: 'gcp-preempted-1', source: 'gcp' as const, kind: 'preempted', deadlineMs: received + 30_000, receivedMs: received, advisory: false };
   await Promise.all([agent.onNotice(notice), agent.onNotice({ ...notice, receivedMs: received + 5 })]);
   await coordinator.waitFor((m) => m.event?.jobId === 'drained' && m.event.body === 'exited', 10000);
+
+  delete process.env.NOTIFY_SOCKET;
+  t.ok((await messages).some((m) => /EXTEND_TIMEOUT_USEC=/.test(m)), 'systemd was asked to extend the stop timeout during the drain');
 
   const notices = coordinator.events('').filter((e) => e.body === 'preemptionNotice');
   t.equal(notices.length, 1, 'a notice seen twice is one notice');

@@ -1,46 +1,12 @@
 // The agent's messages to systemd, received on a real notify socket (a unix
 // datagram socket, which Node cannot bind: python3 listens on it).
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { extendStopWhile, sdNotify, underSystemd } from '../../src/agent/systemd.ts';
 import { silentLogger } from '../../src/util/logger.ts';
-
-const LISTENER = `
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print('ready', flush=True)
-s.settimeout(0.2)
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    try:
-        print(s.recv(4096).decode().replace('\\n', ' '), flush=True)
-    except socket.timeout:
-        pass
-`;
-
-async function listen(socketPath: string, seconds: number): Promise<{ messages: Promise<string[]> }> {
-  const child = spawn('python3', ['-c', LISTENER, socketPath, String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  let onReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (onReady = resolve));
-  let buffered = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const parts = buffered.split('\n');
-    buffered = parts.pop() ?? '';
-    for (const line of parts) {
-      if (line === 'ready') onReady();
-      else lines.push(line);
-    }
-  });
-  child.on('exit', () => onReady());
-  await ready;
-  return { messages: new Promise((resolve) => child.on('exit', () => resolve(lines))) };
-}
+import { listenForNotify } from '../helpers/notify-socket.ts';
 
 void t.test('outside systemd nothing is sent', (t) => {
   const saved = process.env.NOTIFY_SOCKET;
@@ -59,7 +25,7 @@ void t.test('readiness, and stop-timeout extensions while a drain runs', async (
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-notify-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const socketPath = path.join(dir, 'notify.sock');
-  const { messages } = await listen(socketPath, 2.5);
+  const { messages } = await listenForNotify(socketPath, 2.5);
   process.env.NOTIFY_SOCKET = socketPath;
   t.teardown(() => {
     delete process.env.NOTIFY_SOCKET;
