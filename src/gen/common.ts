@@ -1,9 +1,11 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AttemptProgress as _stevedore_v1_AttemptProgress, AttemptProgress__Output as _stevedore_v1_AttemptProgress__Output } from './stevedore/v1/AttemptProgress.ts';
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
+import type { GpuHealth as _stevedore_v1_GpuHealth, GpuHealth__Output as _stevedore_v1_GpuHealth__Output } from './stevedore/v1/GpuHealth.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { JobSpec as _stevedore_v1_JobSpec, JobSpec__Output as _stevedore_v1_JobSpec__Output } from './stevedore/v1/JobSpec.ts';
@@ -21,10 +23,12 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   stevedore: {
     v1: {
+      AttemptProgress: MessageTypeDefinition<_stevedore_v1_AttemptProgress, _stevedore_v1_AttemptProgress__Output>
       AttemptState: EnumTypeDefinition
       CheckpointSpec: MessageTypeDefinition<_stevedore_v1_CheckpointSpec, _stevedore_v1_CheckpointSpec__Output>
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
+      GpuHealth: MessageTypeDefinition<_stevedore_v1_GpuHealth, _stevedore_v1_GpuHealth__Output>
       InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       JobSpec: MessageTypeDefinition<_stevedore_v1_JobSpec, _stevedore_v1_JobSpec__Output>

@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Attempt as _stevedore_v1_Attempt, Attempt__Output as _stevedore_v1_Attempt__Output } from './stevedore/v1/Attempt.ts';
+import type { AttemptProgress as _stevedore_v1_AttemptProgress, AttemptProgress__Output as _stevedore_v1_AttemptProgress__Output } from './stevedore/v1/AttemptProgress.ts';
 import type { CancelJobRequest as _stevedore_v1_CancelJobRequest, CancelJobRequest__Output as _stevedore_v1_CancelJobRequest__Output } from './stevedore/v1/CancelJobRequest.ts';
 import type { Checkpoint as _stevedore_v1_Checkpoint, Checkpoint__Output as _stevedore_v1_Checkpoint__Output } from './stevedore/v1/Checkpoint.ts';
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from './stevedore/v1/CheckpointSpec.ts';
@@ -10,6 +11,7 @@ import type { DrainNodeRequest as _stevedore_v1_DrainNodeRequest, DrainNodeReque
 import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error__Output } from './stevedore/v1/Error.ts';
 import type { GetJobRequest as _stevedore_v1_GetJobRequest, GetJobRequest__Output as _stevedore_v1_GetJobRequest__Output } from './stevedore/v1/GetJobRequest.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
+import type { GpuHealth as _stevedore_v1_GpuHealth, GpuHealth__Output as _stevedore_v1_GpuHealth__Output } from './stevedore/v1/GpuHealth.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { Job as _stevedore_v1_Job, Job__Output as _stevedore_v1_Job__Output } from './stevedore/v1/Job.ts';
@@ -39,6 +41,7 @@ export interface ProtoGrpcType {
   stevedore: {
     v1: {
       Attempt: MessageTypeDefinition<_stevedore_v1_Attempt, _stevedore_v1_Attempt__Output>
+      AttemptProgress: MessageTypeDefinition<_stevedore_v1_AttemptProgress, _stevedore_v1_AttemptProgress__Output>
       AttemptState: EnumTypeDefinition
       CancelJobRequest: MessageTypeDefinition<_stevedore_v1_CancelJobRequest, _stevedore_v1_CancelJobRequest__Output>
       Checkpoint: MessageTypeDefinition<_stevedore_v1_Checkpoint, _stevedore_v1_Checkpoint__Output>
@@ -48,6 +51,7 @@ export interface ProtoGrpcType {
       Error: MessageTypeDefinition<_stevedore_v1_Error, _stevedore_v1_Error__Output>
       GetJobRequest: MessageTypeDefinition<_stevedore_v1_GetJobRequest, _stevedore_v1_GetJobRequest__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
+      GpuHealth: MessageTypeDefinition<_stevedore_v1_GpuHealth, _stevedore_v1_GpuHealth__Output>
       InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       Job: MessageTypeDefinition<_stevedore_v1_Job, _stevedore_v1_Job__Output>

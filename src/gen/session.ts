@@ -4,6 +4,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 import type { AgentMessage as _stevedore_v1_AgentMessage, AgentMessage__Output as _stevedore_v1_AgentMessage__Output } from './stevedore/v1/AgentMessage.ts';
 import type { AgentSessionClient as _stevedore_v1_AgentSessionClient, AgentSessionDefinition as _stevedore_v1_AgentSessionDefinition } from './stevedore/v1/AgentSession.ts';
 import type { AttemptExited as _stevedore_v1_AttemptExited, AttemptExited__Output as _stevedore_v1_AttemptExited__Output } from './stevedore/v1/AttemptExited.ts';
+import type { AttemptProgress as _stevedore_v1_AttemptProgress, AttemptProgress__Output as _stevedore_v1_AttemptProgress__Output } from './stevedore/v1/AttemptProgress.ts';
 import type { AttemptStateChanged as _stevedore_v1_AttemptStateChanged, AttemptStateChanged__Output as _stevedore_v1_AttemptStateChanged__Output } from './stevedore/v1/AttemptStateChanged.ts';
 import type { AttemptStatus as _stevedore_v1_AttemptStatus, AttemptStatus__Output as _stevedore_v1_AttemptStatus__Output } from './stevedore/v1/AttemptStatus.ts';
 import type { CheckpointCommitted as _stevedore_v1_CheckpointCommitted, CheckpointCommitted__Output as _stevedore_v1_CheckpointCommitted__Output } from './stevedore/v1/CheckpointCommitted.ts';
@@ -18,6 +19,7 @@ import type { Error as _stevedore_v1_Error, Error__Output as _stevedore_v1_Error
 import type { Event as _stevedore_v1_Event, Event__Output as _stevedore_v1_Event__Output } from './stevedore/v1/Event.ts';
 import type { EventAck as _stevedore_v1_EventAck, EventAck__Output as _stevedore_v1_EventAck__Output } from './stevedore/v1/EventAck.ts';
 import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output } from './stevedore/v1/Gpu.ts';
+import type { GpuHealth as _stevedore_v1_GpuHealth, GpuHealth__Output as _stevedore_v1_GpuHealth__Output } from './stevedore/v1/GpuHealth.ts';
 import type { Heartbeat as _stevedore_v1_Heartbeat, Heartbeat__Output as _stevedore_v1_Heartbeat__Output } from './stevedore/v1/Heartbeat.ts';
 import type { HeartbeatAck as _stevedore_v1_HeartbeatAck, HeartbeatAck__Output as _stevedore_v1_HeartbeatAck__Output } from './stevedore/v1/HeartbeatAck.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
@@ -47,6 +49,7 @@ export interface ProtoGrpcType {
       AgentMessage: MessageTypeDefinition<_stevedore_v1_AgentMessage, _stevedore_v1_AgentMessage__Output>
       AgentSession: SubtypeConstructor<typeof grpc.Client, _stevedore_v1_AgentSessionClient> & { service: _stevedore_v1_AgentSessionDefinition }
       AttemptExited: MessageTypeDefinition<_stevedore_v1_AttemptExited, _stevedore_v1_AttemptExited__Output>
+      AttemptProgress: MessageTypeDefinition<_stevedore_v1_AttemptProgress, _stevedore_v1_AttemptProgress__Output>
       AttemptState: EnumTypeDefinition
       AttemptStateChanged: MessageTypeDefinition<_stevedore_v1_AttemptStateChanged, _stevedore_v1_AttemptStateChanged__Output>
       AttemptStatus: MessageTypeDefinition<_stevedore_v1_AttemptStatus, _stevedore_v1_AttemptStatus__Output>
@@ -62,6 +65,7 @@ export interface ProtoGrpcType {
       Event: MessageTypeDefinition<_stevedore_v1_Event, _stevedore_v1_Event__Output>
       EventAck: MessageTypeDefinition<_stevedore_v1_EventAck, _stevedore_v1_EventAck__Output>
       Gpu: MessageTypeDefinition<_stevedore_v1_Gpu, _stevedore_v1_Gpu__Output>
+      GpuHealth: MessageTypeDefinition<_stevedore_v1_GpuHealth, _stevedore_v1_GpuHealth__Output>
       Heartbeat: MessageTypeDefinition<_stevedore_v1_Heartbeat, _stevedore_v1_Heartbeat__Output>
       HeartbeatAck: MessageTypeDefinition<_stevedore_v1_HeartbeatAck, _stevedore_v1_HeartbeatAck__Output>
       InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Inventory__Output } from '../../../src/proto/load.ts';
+import type { Gpu__Output } from '../../../src/gen/stevedore/v1/Gpu.ts';
 import { collectInventory, type InventoryInfo } from '../../../src/agent/inventory/host.ts';
 import type * as HostModule from '../../../src/agent/inventory/host.ts';
 import { writeFakeNvidiaSmi } from '../../helpers/fake-gpus.ts';
@@ -14,7 +15,8 @@ void t.test('describes this host: CPU, memory, OS, the work root disk and the GP
   const inventory = await collectInventory({ workRoot: path.join(dir, 'jobs'), nvidiaSmiPath: smi });
   t.ok(Date.now() - started < 2000, `collected in ${Date.now() - started} ms`);
 
-  const wire: Inventory__Output = inventory; // the shape of the protocol's Inventory message
+  // The shape of the protocol's Inventory message; health is added by the health check.
+  const wire: Omit<Inventory__Output, 'gpus'> & { gpus: Omit<Gpu__Output, 'health'>[] } = inventory;
   t.equal(wire.hostname, os.hostname());
   t.equal(inventory.cpuCores, os.cpus().length, 'logical cores');
   t.ok(inventory.cpuModel.length > 0, `cpu model "${inventory.cpuModel}"`);

@@ -1,6 +1,7 @@
 // Original file: proto/stevedore/v1/control.proto
 
 import type { AttemptState as _stevedore_v1_AttemptState, AttemptState__Output as _stevedore_v1_AttemptState__Output } from '../../stevedore/v1/AttemptState.ts';
+import type { AttemptProgress as _stevedore_v1_AttemptProgress, AttemptProgress__Output as _stevedore_v1_AttemptProgress__Output } from '../../stevedore/v1/AttemptProgress.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Attempt {
@@ -33,6 +34,7 @@ export interface Attempt {
   'finalCheckpointIsNew'?: (boolean);
   'finalCommittedMs'?: (number | string | Long);
   'drainMarginMs'?: (number | string | Long);
+  'progress'?: (_stevedore_v1_AttemptProgress | null);
 }
 
 export interface Attempt__Output {
@@ -65,4 +67,5 @@ export interface Attempt__Output {
   'finalCheckpointIsNew': (boolean);
   'finalCommittedMs': (number);
   'drainMarginMs': (number);
+  'progress': (_stevedore_v1_AttemptProgress__Output | null);
 }

@@ -7,6 +7,7 @@ import type { CheckpointCommitted as _stevedore_v1_CheckpointCommitted, Checkpoi
 import type { CheckpointRestored as _stevedore_v1_CheckpointRestored, CheckpointRestored__Output as _stevedore_v1_CheckpointRestored__Output } from '../../stevedore/v1/CheckpointRestored.ts';
 import type { PreemptionNotice as _stevedore_v1_PreemptionNotice, PreemptionNotice__Output as _stevedore_v1_PreemptionNotice__Output } from '../../stevedore/v1/PreemptionNotice.ts';
 import type { DrainReport as _stevedore_v1_DrainReport, DrainReport__Output as _stevedore_v1_DrainReport__Output } from '../../stevedore/v1/DrainReport.ts';
+import type { AttemptProgress as _stevedore_v1_AttemptProgress, AttemptProgress__Output as _stevedore_v1_AttemptProgress__Output } from '../../stevedore/v1/AttemptProgress.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Event {
@@ -21,7 +22,8 @@ export interface Event {
   'checkpointRestored'?: (_stevedore_v1_CheckpointRestored | null);
   'preemptionNotice'?: (_stevedore_v1_PreemptionNotice | null);
   'drainReport'?: (_stevedore_v1_DrainReport | null);
-  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport";
+  'progress'?: (_stevedore_v1_AttemptProgress | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport"|"progress";
 }
 
 export interface Event__Output {
@@ -36,5 +38,6 @@ export interface Event__Output {
   'checkpointRestored'?: (_stevedore_v1_CheckpointRestored__Output | null);
   'preemptionNotice'?: (_stevedore_v1_PreemptionNotice__Output | null);
   'drainReport'?: (_stevedore_v1_DrainReport__Output | null);
-  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport";
+  'progress'?: (_stevedore_v1_AttemptProgress__Output | null);
+  'body'?: "stateChanged"|"exited"|"logs"|"checkpointCommitted"|"checkpointRestored"|"preemptionNotice"|"drainReport"|"progress";
 }

@@ -1,5 +1,6 @@
 // Original file: proto/stevedore/v1/common.proto
 
+import type { GpuHealth as _stevedore_v1_GpuHealth, GpuHealth__Output as _stevedore_v1_GpuHealth__Output } from '../../stevedore/v1/GpuHealth.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Gpu {
@@ -9,6 +10,7 @@ export interface Gpu {
   'memoryMib'?: (number | string | Long);
   'driverVersion'?: (string);
   'pciBusId'?: (string);
+  'health'?: (_stevedore_v1_GpuHealth | null);
 }
 
 export interface Gpu__Output {
@@ -18,4 +20,5 @@ export interface Gpu__Output {
   'memoryMib': (number);
   'driverVersion': (string);
   'pciBusId': (string);
+  'health': (_stevedore_v1_GpuHealth__Output | null);
 }
