@@ -9,6 +9,7 @@ import type { AgentMessage, CoordinatorMessage__Output, EventMessage } from '../
 import { v1 } from '../proto/load.ts';
 import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
 import type { Register } from '../gen/stevedore/v1/Register.ts';
+import type { GpuHealth } from '../gen/stevedore/v1/GpuHealth.ts';
 import { Backoff, isRetryable } from '../util/backoff.ts';
 import type { Clock, Timer } from '../util/clock.ts';
 import { messageOf } from '../util/errors.ts';
@@ -34,6 +35,8 @@ export interface CoordinatorSessionOptions {
   onCommand: (command: Command__Output) => Promise<CommandResult>;
   onEventsAcked: (upToEventId: number) => void;
   runningAttempts: () => number;
+  /** The current health of every GPU, sent with each heartbeat. */
+  gpuHealth?: () => GpuHealth[];
   /** How long to wait for `registered` after dialing. */
   registerTimeoutMs?: number;
 }
@@ -201,11 +204,14 @@ export class CoordinatorSession {
 
   private scheduleHeartbeat(): void {
     this.heartbeatTimer?.cancel();
-    this.heartbeatTimer = this.opts.clock.setTimeout(() => {
-      if (this._state !== 'connected' || !this.call) return;
-      this.call.write({ heartbeat: { sentAtMs: this.opts.clock.now(), runningAttempts: this.opts.runningAttempts() } });
-      this.scheduleHeartbeat();
-    }, this.heartbeatMs);
+    this.heartbeatTimer = this.opts.clock.setTimeout(() => this.heartbeatNow(), this.heartbeatMs);
+  }
+
+  /** Sends a heartbeat now (e.g. GPU health changed) and starts the interval again; nothing while not connected. */
+  heartbeatNow(): void {
+    if (this._state !== 'connected' || !this.call) return;
+    this.call.write({ heartbeat: { sentAtMs: this.opts.clock.now(), runningAttempts: this.opts.runningAttempts(), gpuHealth: this.opts.gpuHealth?.() ?? [] } });
+    this.scheduleHeartbeat();
   }
 
   /** A coordinator that stops answering (a dead peer, a silent network) is dialed again. */

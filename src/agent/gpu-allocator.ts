@@ -5,10 +5,16 @@ import { StevedoreError } from '../util/errors.ts';
 export class GpuAllocator {
   private readonly all: readonly string[];
   private readonly owner = new Map<string, string>();
+  private readonly unusable: (uuid: string) => string | undefined;
 
-  /** `uuids` in the order to prefer them (nvidia-smi index order). */
-  constructor(uuids: readonly string[]) {
+  /**
+   * `uuids` in the order to prefer them (nvidia-smi index order). `unusable`
+   * says why a GPU must not go to a new attempt (it is not healthy), or
+   * undefined when it may.
+   */
+  constructor(uuids: readonly string[], unusable: (uuid: string) => string | undefined = () => undefined) {
     this.all = [...uuids];
+    this.unusable = unusable;
   }
 
   get total(): number {
@@ -37,7 +43,12 @@ export class GpuAllocator {
     if (free.length < count) {
       throw new StevedoreError('GPUS_UNAVAILABLE', `job asks for ${count} GPUs; ${free.length} of ${this.all.length} are free on this node`);
     }
-    const chosen = free.slice(0, count);
+    const usable = free.filter((u) => this.unusable(u) === undefined);
+    if (usable.length < count) {
+      const why = free.filter((u) => !usable.includes(u)).map((u) => `${u}: ${this.unusable(u)}`).join('; ');
+      throw new StevedoreError('GPUS_UNAVAILABLE', `job asks for ${count} GPUs; ${free.length} of ${this.all.length} are free on this node but only ${usable.length} healthy (${why})`);
+    }
+    const chosen = usable.slice(0, count);
     for (const uuid of chosen) this.owner.set(uuid, attemptKey);
     return chosen;
   }

@@ -19,6 +19,9 @@ import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/Checkpoint
 import type { CheckpointRestored__Output } from '../gen/stevedore/v1/CheckpointRestored.ts';
 import type { PreemptionNotice__Output } from '../gen/stevedore/v1/PreemptionNotice.ts';
 import type { DrainReport__Output } from '../gen/stevedore/v1/DrainReport.ts';
+import type { GpuHealth__Output } from '../gen/stevedore/v1/GpuHealth.ts';
+import type { Heartbeat__Output } from '../gen/stevedore/v1/Heartbeat.ts';
+import type { Inventory__Output } from '../gen/stevedore/v1/Inventory.ts';
 import { isAttemptActive } from './store.ts';
 import type {
   Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, DrainReportRecord, JobRecord, NodeRecord, NoticeRecord,
@@ -73,7 +76,12 @@ export interface NodeView extends NodeRecord {
   notice: NoticeRecord | null;
   allocatedGpuUuids: string[];
   totalGpus: number;
+  /** Healthy GPUs not held by an active attempt: what a new attempt can get. */
   freeGpus: number;
+  /** GPUs whose last reported health is healthy (or not reported yet). */
+  healthyGpus: number;
+  /** Why GPUs are not healthy, one entry per GPU. */
+  unhealthy: string[];
 }
 
 /** Refusal codes after which the job goes back to the queue instead of failing. */
@@ -120,6 +128,12 @@ export class Engine {
    */
   private sequence = 0;
   private readonly registeredAt = new Map<string, number>();
+  /**
+   * The latest GPU health each node reported (node -> GPU UUID -> health),
+   * from its registration and every heartbeat. The store holds it too, but
+   * is written only when a GPU's health changes, not for every heartbeat.
+   */
+  private readonly gpuHealth = new Map<string, Map<string, GpuHealth__Output>>();
   private readonly goneAt = new Map<string, number>();
 
   constructor(options: EngineOptions) {
@@ -249,19 +263,28 @@ export class Engine {
     const preempting = this.store.preemptingNodes();
     return this.store.listNodes().map((node) => {
       const mine = active.filter((a) => a.nodeId === node.nodeId);
-      const totalGpus = node.inventory?.gpus.length ?? 0;
-      const used = mine.reduce((n, a) => n + (a.gpuUuids.length > 0 ? a.gpuUuids.length : gpusOf(a.jobId)), 0);
+      const inventory = this.withGpuHealth(node.nodeId, node.inventory);
+      const gpus = inventory?.gpus ?? [];
+      const totalGpus = gpus.length;
+      // Free means healthy and not held: GPUs held by attempts the agent has not confirmed yet count by number.
+      const held = new Set(mine.flatMap((a) => a.gpuUuids));
+      const unconfirmed = mine.reduce((n, a) => n + (a.gpuUuids.length > 0 ? 0 : gpusOf(a.jobId)), 0);
+      const healthy = gpus.filter((g) => g.health?.healthy !== false);
+      const unhealthy = gpus.filter((g) => g.health?.healthy === false).map((g) => `GPU ${g.index} (${g.uuid}): ${g.health?.problems.join('; ') || 'not healthy'}`);
       const notice = preempting.get(node.nodeId) ?? null;
       let viewState: NodeViewState = node.state;
       if (node.state === 'online' && notice) viewState = 'preempting';
       else if (node.state === 'online' && node.draining) viewState = 'draining';
       return {
         ...node,
+        inventory,
         viewState,
         notice,
         allocatedGpuUuids: mine.flatMap((a) => a.gpuUuids),
         totalGpus,
-        freeGpus: Math.max(0, totalGpus - used),
+        freeGpus: Math.max(0, healthy.filter((g) => !held.has(g.uuid)).length - unconfirmed),
+        healthyGpus: healthy.length,
+        unhealthy,
       };
     });
   }
@@ -390,8 +413,73 @@ export class Engine {
         draining: false,
         lastSeenMs: this.clock.now(),
       });
+      // The registration is the whole truth about the node's GPUs; compare with what was stored before it.
+      this.gpuHealth.delete(reg.nodeId);
+      if (reg.inventory) this.noteGpuHealth(reg.nodeId, reg.inventory.gpus.flatMap((g) => (g.health ? [g.health] : [])), false, existing?.inventory ?? null);
       return node.highestEventId;
     });
+  }
+
+  /** A heartbeat: the node's current GPU health, when it checks health. */
+  heartbeat(nodeId: string, hb: Heartbeat__Output): void {
+    if (hb.gpuHealth.length === 0) return;
+    const latest = this.gpuHealth.get(nodeId);
+    if (latest && hb.gpuHealth.every((h) => sameHealth(latest.get(h.uuid), h))) {
+      // Nothing but readings changed: no transaction for them.
+      for (const h of hb.gpuHealth) latest.set(h.uuid, h);
+      return;
+    }
+    let recovered = false;
+    this.mutate(() => {
+      recovered = this.noteGpuHealth(nodeId, hb.gpuHealth, true);
+    });
+    if (recovered) this.schedule();
+  }
+
+  /**
+   * Records the node's latest GPU health; when a GPU's health changed, stores
+   * it, logs it, and tells the jobs whose running attempt holds a GPU that
+   * turned unhealthy (the attempt keeps running: its own exit decides).
+   * Returns true when a GPU became healthy again (placement may proceed).
+   */
+  private noteGpuHealth(nodeId: string, reported: readonly GpuHealth__Output[], persist: boolean, baseline?: Inventory__Output | null): boolean {
+    const previous = this.gpuHealth.get(nodeId) ?? new Map<string, GpuHealth__Output>();
+    const node = this.store.getNode(nodeId);
+    const stored = new Map(((baseline !== undefined ? baseline : node?.inventory)?.gpus ?? []).map((g) => [g.uuid, g.health]));
+    let changed = false;
+    let recovered = false;
+    const latest = new Map(previous);
+    for (const h of reported) {
+      latest.set(h.uuid, h);
+      const before = previous.get(h.uuid) ?? stored.get(h.uuid) ?? null;
+      if (sameHealth(before ?? undefined, h)) continue;
+      changed = true;
+      const gpu = node?.inventory?.gpus.find((g) => g.uuid === h.uuid);
+      const fields = { nodeId, gpu: gpu?.index, uuid: h.uuid, problems: h.problems, xids: h.xids };
+      if (!h.healthy && before?.healthy !== false) {
+        const holders = this.store.activeAttemptsOnNode(nodeId).filter((a) => a.gpuUuids.includes(h.uuid));
+        this.logger.warn({ ...fields, attempts: holders.map((a) => `${a.jobId}#${a.attempt}`) }, 'GPU is not healthy: no new attempt is placed on it; attempts holding it keep running');
+        for (const a of holders) {
+          this.setJobMessage(a.jobId, `GPU ${gpu?.index ?? ''} (${h.uuid}) of attempt ${a.attempt} on ${nodeId} is not healthy (${h.problems.join('; ')}); the attempt keeps running`);
+        }
+      } else if (h.healthy && before?.healthy === false) {
+        recovered = true;
+        this.logger.info(fields, 'GPU is healthy again: it takes new attempts');
+      }
+    }
+    this.gpuHealth.set(nodeId, latest);
+    if (changed && persist && node?.inventory) {
+      const inventory = this.withGpuHealth(nodeId, node.inventory);
+      if (inventory) this.store.setNodeInventory(nodeId, inventory);
+    }
+    return recovered;
+  }
+
+  /** The inventory with each GPU's latest reported health. */
+  private withGpuHealth(nodeId: string, inventory: Inventory__Output | null): Inventory__Output | null {
+    const latest = this.gpuHealth.get(nodeId);
+    if (!inventory || !latest) return inventory;
+    return { ...inventory, gpus: inventory.gpus.map((g) => ({ ...g, health: latest.get(g.uuid) ?? g.health })) };
   }
 
   /**
@@ -751,6 +839,8 @@ export class Engine {
       .map((n) => ({
         nodeId: n.nodeId,
         freeGpus: n.freeGpus,
+        healthyGpus: n.healthyGpus,
+        unhealthy: n.unhealthy,
         activeAttempts: this.store.activeAttemptsOnNode(n.nodeId).length,
         zone: n.labels.zone ?? '',
         region: n.labels.region ?? '',
@@ -854,6 +944,11 @@ export function restartPolicy(job: JobRecord): RestartPolicy {
 /** Whether an attempt resumes from the newest committed checkpoint: every one after the first. */
 export function isResume(attempt: number): boolean {
   return attempt > 1;
+}
+
+/** Whether two reports of one GPU's health agree on everything but the readings (temperature, time). */
+function sameHealth(a: GpuHealth__Output | undefined, b: GpuHealth__Output): boolean {
+  return a !== undefined && a.healthy === b.healthy && a.problems.join('\n') === b.problems.join('\n') && a.xids.join(',') === b.xids.join(',');
 }
 
 function shortState(state: AttemptStateName): string {

@@ -3,8 +3,12 @@
 
 export interface NodeCapacity {
   nodeId: string;
-  /** GPUs not held by any active attempt. */
+  /** Healthy GPUs not held by any active attempt. */
   freeGpus: number;
+  /** Healthy GPUs, free or not; undefined when every GPU counts as healthy. */
+  healthyGpus?: number;
+  /** Why GPUs are not healthy, one entry per GPU ("GPU 1 (GPU-...): 3 uncorrected ECC errors ..."). */
+  unhealthy?: readonly string[];
   activeAttempts: number;
   /** The node's `zone` label ('' when it has none). */
   zone?: string;
@@ -102,6 +106,16 @@ export function planPlacement(jobs: readonly PendingJob[], nodes: readonly NodeC
 function waitingMessage(job: PendingJob, nodes: NodeCapacity[]): string {
   const what = job.gpus === 0 ? 'waiting for a node' : `waiting for ${job.gpus} free GPU${job.gpus === 1 ? '' : 's'}`;
   if (nodes.length === 0) return `${what}; no node is online`;
+  const largestHealthy = Math.max(...nodes.map((n) => n.healthyGpus ?? Number.POSITIVE_INFINITY));
+  if (job.gpus > largestHealthy && nodes.some((n) => (n.unhealthy ?? []).length > 0)) {
+    // No node could take it even if it were empty: say which GPUs are out and why.
+    const why = nodes
+      .filter((n) => (n.unhealthy ?? []).length > 0)
+      .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
+      .map((n) => `${n.nodeId} ${(n.unhealthy ?? []).join('; ')}`)
+      .join('; ');
+    return `waiting: needs ${job.gpus} GPU${job.gpus === 1 ? '' : 's'}; the largest node has ${largestHealthy} healthy (not healthy: ${why})`;
+  }
   const free = nodes
     .slice()
     .sort((a, b) => a.nodeId.localeCompare(b.nodeId))

@@ -148,6 +148,7 @@ export class AgentSessionStream {
       this.deps.engine().seen(this.nodeId);
       switch (msg.msg) {
         case 'heartbeat':
+          if (msg.heartbeat) this.deps.engine().heartbeat(this.nodeId, msg.heartbeat);
           this.write({ heartbeatAck: { receivedAtMs: this.deps.clock.now() } });
           return;
         case 'event':

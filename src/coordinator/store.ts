@@ -535,6 +535,11 @@ export class Store {
     this.db.prepare('UPDATE nodes SET state = ? WHERE node_id = ?').run(state, nodeId);
   }
 
+  /** Replaces the node's inventory (the GPUs' health changed). */
+  setNodeInventory(nodeId: string, inventory: Inventory__Output): void {
+    this.db.prepare('UPDATE nodes SET inventory = ? WHERE node_id = ?').run(JSON.stringify(inventory), nodeId);
+  }
+
   setNodeDraining(nodeId: string, draining: boolean): void {
     this.db.prepare('UPDATE nodes SET draining = ? WHERE node_id = ?').run(draining ? 1 : 0, nodeId);
   }

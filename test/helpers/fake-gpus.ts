@@ -1,5 +1,7 @@
 // Gives a test host its own GPUs: a copy of the nvidia-smi stand-in
-// (test/fixtures/gpu/nvidia-smi) next to a gpus.json describing them.
+// (test/fixtures/gpu/nvidia-smi) next to a gpus.json describing them. The
+// stand-in reads gpus.json on every call: setFakeGpuHealth changes a GPU's
+// health while an agent runs.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -15,6 +17,19 @@ export interface FakeGpu {
   serial?: string | null;
   /** Any queried field by its nvidia-smi name, e.g. { 'temperature.gpu': 40 }; null prints [N/A]. */
   fields?: Record<string, string | number | null>;
+  /** Left out of nvidia-smi's answers, like a GPU that fell off the bus. */
+  missing?: boolean;
+  /** nvidia-smi names it as unreachable with this message (and exits 15), e.g. 'Unknown Error'. */
+  unreachable?: string;
+}
+
+/** A change to one fake GPU's health, see setFakeGpuHealth. */
+export interface FakeGpuHealth {
+  /** Merged into the GPU's field overrides; undefined removes an override, null prints [N/A]. */
+  fields?: Record<string, string | number | null | undefined>;
+  missing?: boolean;
+  /** null: reachable again. */
+  unreachable?: string | null;
 }
 
 export interface FakeNvidiaSmiOptions {
@@ -60,6 +75,8 @@ export function writeFakeNvidiaSmi(dir: string, gpus: number | FakeGpu[], opts: 
       pciBusId: gpu.pciBusId ?? busId(index),
       serial: gpu.serial === undefined ? String(1564720004600 + index) : gpu.serial,
       fields: gpu.fields ?? {},
+      ...(gpu.missing ? { missing: true } : {}),
+      ...(gpu.unreachable ? { unreachable: gpu.unreachable } : {}),
     })),
   };
   const script = path.join(dir, 'nvidia-smi');
@@ -67,4 +84,36 @@ export function writeFakeNvidiaSmi(dir: string, gpus: number | FakeGpu[], opts: 
   fs.chmodSync(script, 0o755);
   fs.writeFileSync(path.join(dir, 'gpus.json'), `${JSON.stringify(fixture, null, 2)}\n`);
   return script;
+}
+
+interface FixtureGpu {
+  index: number;
+  uuid: string;
+  fields?: Record<string, string | number | null>;
+  missing?: boolean;
+  unreachable?: string;
+}
+
+/**
+ * Changes the health of GPU `index` of the fake host in `dir` (the directory
+ * given to writeFakeNvidiaSmi), e.g. { fields: { 'ecc.errors.uncorrected.volatile.total': 3 } }.
+ * The file is replaced atomically, so the stand-in never reads half of it.
+ */
+export function setFakeGpuHealth(dir: string, index: number, health: FakeGpuHealth): void {
+  const file = path.join(dir, 'gpus.json');
+  const fixture = JSON.parse(fs.readFileSync(file, 'utf8')) as { gpus: FixtureGpu[] };
+  const gpu = fixture.gpus.find((g) => g.index === index);
+  if (!gpu) throw new Error(`fake host ${dir} has no GPU ${index}`);
+  const fields = { ...(gpu.fields ?? {}) };
+  for (const [name, value] of Object.entries(health.fields ?? {})) {
+    if (value === undefined) delete fields[name];
+    else fields[name] = value;
+  }
+  gpu.fields = fields;
+  if (health.missing !== undefined) gpu.missing = health.missing;
+  if (health.unreachable === null) delete gpu.unreachable;
+  else if (health.unreachable !== undefined) gpu.unreachable = health.unreachable;
+  const temp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temp, `${JSON.stringify(fixture, null, 2)}\n`);
+  fs.renameSync(temp, file);
 }
