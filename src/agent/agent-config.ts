@@ -9,8 +9,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StevedoreError } from '../util/errors.ts';
-import { DEFAULT_FATAL_XIDS } from './inventory/gpu-health.ts';
-import type { GpuHealthConfig } from './gpu-health-monitor.ts';
+import { isListenOff, parseListenAddress } from '../util/status-http-server.ts';
 import { compileS3Endpoint, isValidEndpointName, s3EndpointSchema, DEFAULT_ENDPOINT_NAME, type S3EndpointConfig } from '../storage/s3-config.ts';
 
 export interface AgentConfig {
@@ -41,8 +40,10 @@ export interface AgentConfig {
     rescanSeconds: number;
   };
   preemption: PreemptionConfig;
-  /** GPU health checks (docs/operations.md "GPU health"); always set by loadAgentConfig, undefined means GPU_HEALTH_DEFAULTS. */
-  gpuHealth?: GpuHealthConfig;
+  metrics: {
+    /** host:port of the HTTP server for /metrics, /livez and /readyz; undefined: no server. */
+    listen: string | undefined;
+  };
 }
 
 export const PREEMPTION_CLOUDS = ['auto', 'aws', 'gcp', 'azure', 'none'] as const;
@@ -77,6 +78,8 @@ export interface AgentConfigFlags {
   nvidiaSmi?: string;
   dockerHost?: string;
   logLevel?: string;
+  /** host:port, or off. */
+  metricsListen?: string;
 }
 
 export interface LoadAgentConfigOptions {
@@ -105,16 +108,8 @@ export const CONFIG_DEFAULTS = {
   logLevel: 'info',
   checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
   preemption: { cloud: 'auto', safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
+  metrics: { listen: '0.0.0.0:9464' },
 } as const;
-
-/** The gpuHealth section's defaults. */
-export const GPU_HEALTH_DEFAULTS: Readonly<GpuHealthConfig> = {
-  intervalSeconds: 30,
-  maxTemperatureC: 90,
-  maxUncorrectedEcc: 0,
-  kernelLog: '/dev/kmsg',
-  fatalXids: [...DEFAULT_FATAL_XIDS],
-};
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -267,15 +262,14 @@ function fileSchema(cwd: string) {
         })
         .strict()
         .optional(),
-      gpuHealth: z
+      metrics: z
         .object({
-          intervalSeconds: num('seconds').min(0.1, 'must be at least 0.1 seconds').max(3600, 'must be at most 3600 seconds').optional(),
-          maxTemperatureC: num('degrees Celsius').int('must be whole degrees Celsius').min(1, 'must be at least 1').max(150, 'must be at most 150').optional(),
-          maxUncorrectedEcc: num('errors').int('must be a whole number of errors').min(0, 'must not be negative').optional(),
-          // '' reads no kernel log (no XIDs).
-          kernelLog: str.refine((p) => !p.includes('\0'), 'must not contain a NUL byte').transform((p) => (p.trim() === '' ? '' : path.resolve(cwd, p))).optional(),
-          fatalXids: z
-            .array(z.number({ error: 'must be whole XID codes' }).int('must be whole XID codes').min(1, 'XID codes are 1 or more').max(65535, 'XID codes are at most 65535'), { error: 'must be a list of XID codes, such as [48, 79]' })
+          listen: str
+            .superRefine((listen, ctx) => {
+              if (isListenOff(listen)) return;
+              const parsed = parseListenAddress(listen);
+              if ('error' in parsed) issue(ctx, parsed.error);
+            })
             .optional(),
         })
         .strict()
@@ -461,6 +455,7 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
     ['nvidiaSmiPath', 'STEVEDORE_NVIDIA_SMI'],
     ['logLevel', 'STEVEDORE_LOG_LEVEL'],
     ['dockerHost', 'DOCKER_HOST'],
+    ['metrics.listen', 'STEVEDORE_METRICS_LISTEN'],
   ];
   for (const [field, name] of envFields) override(field, envVar(name), name);
   const flagFields: [string, string | undefined, string][] = [
@@ -472,6 +467,7 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
     ['nvidiaSmiPath', flags.nvidiaSmi, '--nvidia-smi'],
     ['dockerHost', flags.dockerHost, '--docker-host'],
     ['logLevel', flags.logLevel, '--log-level'],
+    ['metrics.listen', flags.metricsListen, '--metrics-listen'],
   ];
   for (const [field, value, source] of flagFields) override(field, value, source);
 
@@ -551,12 +547,6 @@ function compile(c: FileConfig, problems: Problems): AgentConfig {
       drainOnSigterm: c.preemption?.drainOnSigterm ?? CONFIG_DEFAULTS.preemption.drainOnSigterm,
       sigtermWindowSeconds: c.preemption?.sigtermWindowSeconds ?? CONFIG_DEFAULTS.preemption.sigtermWindowSeconds,
     },
-    gpuHealth: {
-      intervalSeconds: c.gpuHealth?.intervalSeconds ?? GPU_HEALTH_DEFAULTS.intervalSeconds,
-      maxTemperatureC: c.gpuHealth?.maxTemperatureC ?? GPU_HEALTH_DEFAULTS.maxTemperatureC,
-      maxUncorrectedEcc: c.gpuHealth?.maxUncorrectedEcc ?? GPU_HEALTH_DEFAULTS.maxUncorrectedEcc,
-      kernelLog: c.gpuHealth?.kernelLog ?? GPU_HEALTH_DEFAULTS.kernelLog,
-      fatalXids: c.gpuHealth?.fatalXids ?? [...GPU_HEALTH_DEFAULTS.fatalXids],
-    },
+    metrics: { listen: c.metrics?.listen === undefined ? CONFIG_DEFAULTS.metrics.listen : isListenOff(c.metrics.listen) ? undefined : c.metrics.listen.trim() },
   };
 }

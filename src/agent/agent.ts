@@ -19,8 +19,6 @@ import { isTerminal, toWireState } from './attempt-state.ts';
 import { CoordinatorSession, type CommandResult } from './coordinator-session.ts';
 import { EventJournal } from './event-journal.ts';
 import { GpuAllocator } from './gpu-allocator.ts';
-import { GpuHealthMonitor } from './gpu-health-monitor.ts';
-import { GPU_HEALTH_DEFAULTS } from './agent-config.ts';
 import { collectInventory } from './inventory/host.ts';
 import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
@@ -36,6 +34,8 @@ import { parseS3Url, type ObjectStore } from '../storage/object-store.ts';
 import type { CheckpointSpec } from '../spec/job-spec.ts';
 import { StevedoreError } from '../util/errors.ts';
 import { loadOrCreateNodeId } from './node-identity.ts';
+import { AgentMetrics } from './agent-metrics.ts';
+import { StatusHttpServer, type ReadinessCheck } from '../util/status-http-server.ts';
 import path from 'node:path';
 
 export interface AgentOptions {
@@ -58,7 +58,6 @@ export class Agent {
   private inventory: Inventory = {};
   private readonly runners = new Map<string, AttemptRunner>();
   private session: CoordinatorSession | undefined;
-  private gpuHealth: GpuHealthMonitor | undefined;
   private localApi: LocalApi | undefined;
   private detector: PreemptionDetector | undefined;
   private draining = false;
@@ -69,6 +68,8 @@ export class Agent {
   private readonly checkpointServices: CheckpointServices;
   private readonly dataServices: DataServices;
   private readonly stores = new Map<string, ObjectStore>();
+  private readonly metrics: AgentMetrics;
+  private statusServer: StatusHttpServer | undefined;
 
   private constructor(opts: AgentOptions) {
     this.config = opts.config;
@@ -79,12 +80,24 @@ export class Agent {
     this.journal = EventJournal.open(path.join(opts.config.stateDir, 'journal'), { logger: this.logger });
     this.ledger = new AttemptLedger(opts.config.stateDir, this.logger);
     this.paths = new JobPaths(opts.config.workRoot, opts.config.stateDir);
+    this.metrics = new AgentMetrics(
+      {
+        attemptStates: () => this.ledger.all().map((r) => r.state),
+        gpus: () => ({ total: this.allocator.total, allocated: this.allocator.allocated().size, unhealthy: (this.inventory.gpus ?? []).filter((g) => g.health && !g.health.healthy).length }),
+        eventsPending: () => this.journal.pending().length,
+        sessionConnected: () => this.session?.state === 'connected',
+        sessionReconnects: () => this.session?.reconnects ?? 0,
+      },
+      { version: VERSION },
+    );
+    this.journal.onAppend((e) => this.metrics.journaled(e));
     const mib = 1024 * 1024;
     this.checkpointServices = {
       storeFor: (spec) => this.storeFor(spec),
       budget: new ByteBudget(opts.config.checkpoints.maxInFlightMiB * mib),
       partSizeBytes: opts.config.checkpoints.partSizeMiB * mib,
       rescanMs: opts.config.checkpoints.rescanSeconds * 1000,
+      metrics: this.metrics,
     };
     this.dataServices = {
       inputs: new InputCache({
@@ -133,12 +146,20 @@ export class Agent {
     return agent;
   }
 
+  /** host:port of the /metrics, /livez and /readyz server, once it listens; undefined when turned off. */
+  get metricsAddress(): string | undefined {
+    return this.statusServer?.address;
+  }
+
   private async init(): Promise<void> {
+    // First, so that /livez answers while the rest starts and /readyz says what is missing.
+    if (this.config.metrics.listen) {
+      this.statusServer = await StatusHttpServer.start({ listen: this.config.metrics.listen, registry: this.metrics.registry, readiness: () => this.readiness(), logger: this.logger });
+    }
     await this.engine.ping();
     this.inventory = await collectInventory({ workRoot: this.config.workRoot, nvidiaSmiPath: this.config.nvidiaSmiPath });
     if (this.config.nodeName) this.inventory.hostname = this.config.nodeName;
-    this.allocator = new GpuAllocator((this.inventory.gpus ?? []).map((g) => g.uuid ?? ''), (uuid) => this.gpuHealth?.unhealthyReason(uuid));
-    await this.startGpuHealth();
+    this.allocator = new GpuAllocator((this.inventory.gpus ?? []).map((g) => g.uuid ?? ''));
     this.logger.info({ gpus: this.allocator.total, cpus: this.inventory.cpuCores, version: VERSION }, 'agent starting');
     await this.reconcile();
     this.localApi = new LocalApi(this.config.socketPath, () => this.status(), this.logger);
@@ -154,7 +175,6 @@ export class Agent {
       onCommand: (command) => this.onCommand(command),
       onEventsAcked: (upTo) => this.onEventsAcked(upTo),
       runningAttempts: () => this.ledger.all().filter((r) => !isTerminal(r.state)).length,
-      gpuHealth: () => this.gpuHealth?.current() ?? [],
     });
     this.session.start();
     // After the session: a notice must be reported, so there must be someone to tell.
@@ -232,38 +252,7 @@ export class Agent {
     return runner;
   }
 
-  /**
-   * Checks GPU health before the first registration, then every
-   * gpuHealth.intervalSeconds. A change goes to the coordinator at once, in
-   * a heartbeat sent out of turn.
-   */
-  private async startGpuHealth(): Promise<void> {
-    const gpus = this.inventory.gpus ?? [];
-    if (gpus.length === 0) return;
-    this.gpuHealth = new GpuHealthMonitor({
-      gpus: gpus.map((g) => ({ index: g.index ?? 0, uuid: g.uuid ?? '', name: g.name ?? '', memoryMib: Number(g.memoryMib ?? 0), driverVersion: g.driverVersion ?? '', pciBusId: g.pciBusId ?? '' })),
-      config: this.config.gpuHealth ?? GPU_HEALTH_DEFAULTS,
-      nvidiaSmiPath: this.config.nvidiaSmiPath,
-      clock: this.clock,
-      logger: this.logger,
-      onChange: () => {
-        this.applyGpuHealth();
-        this.session?.heartbeatNow();
-      },
-    });
-    await this.gpuHealth.start();
-    this.applyGpuHealth();
-  }
-
-  /** Copies the current GPU health into the inventory (registration, local status). */
-  private applyGpuHealth(): void {
-    if (!this.gpuHealth) return;
-    const health = new Map(this.gpuHealth.current().map((h) => [h.uuid, h]));
-    for (const gpu of this.inventory.gpus ?? []) gpu.health = health.get(gpu.uuid ?? '') ?? null;
-  }
-
   private registration(): Register {
-    this.applyGpuHealth();
     return {
       nodeId: this.nodeId,
       agentVersion: VERSION,
@@ -373,6 +362,26 @@ export class Agent {
     return run;
   }
 
+  /** What /readyz reports: the engine answers, the local API is up, the session is registered. */
+  private async readiness(): Promise<ReadinessCheck[]> {
+    const timeout = new AbortController();
+    const engine = await Promise.race([
+      this.engine.ping().then(() => ({ ready: true, detail: 'answered a ping' }), (err: unknown) => ({ ready: false, detail: messageOf(err) })),
+      this.clock.sleep(READY_PING_TIMEOUT_MS, timeout.signal).then(() => ({ ready: false, detail: `no answer to a ping within ${READY_PING_TIMEOUT_MS} ms` }), () => ({ ready: false, detail: 'check cancelled' })),
+    ]);
+    timeout.abort();
+    const state = this.session?.state ?? 'not started';
+    return [
+      { name: 'engine', ...engine },
+      { name: 'localApi', ready: this.localApi !== undefined && !this.closing, detail: this.localApi && !this.closing ? `listening on ${this.config.socketPath}` : 'not listening' },
+      {
+        name: 'session',
+        ready: state === 'connected' && !this.closing,
+        detail: state === 'connected' ? `registered with ${this.config.coordinator.address}` : `${state}${this.session?.lastError ? `: ${this.session.lastError}` : ''}`,
+      },
+    ];
+  }
+
   private async drain(notice: Notice): Promise<void> {
     const t0 = this.clock.now();
     const step = (what: string, extra: object = {}): void => {
@@ -406,6 +415,7 @@ export class Agent {
       }
     } finally {
       stopExtending();
+      this.metrics.drained(this.clock.now() - t0);
     }
   }
 
@@ -451,7 +461,6 @@ export class Agent {
   }
 
   status(): AgentStatus {
-    this.applyGpuHealth();
     return {
       nodeId: this.nodeId,
       agentVersion: VERSION,
@@ -480,13 +489,13 @@ export class Agent {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.detector?.close();
-      await this.gpuHealth?.close();
       await this.flushEvents(this.draining ? 10_000 : 2_000);
       this.session?.close();
       await this.localApi?.close();
       await Promise.all([...this.runners.values()].map((r) => r.detach()));
       await this.cleanup;
       this.journal.close();
+      await this.statusServer?.close();
       this.logger.info('agent stopped; running jobs left running');
     })();
     return this.closing;
@@ -497,6 +506,9 @@ export class Agent {
 function attemptStatus(r: AttemptRecord): { jobId: string; attempt: number; state: ReturnType<typeof toWireState>; gpuUuids: string[]; containerId: string } {
   return { jobId: r.jobId, attempt: r.attempt, state: toWireState(r.state), gpuUuids: r.gpuUuids, containerId: r.containerId };
 }
+
+/** How long /readyz waits for the engine's answer to a ping. */
+const READY_PING_TIMEOUT_MS = 2000;
 
 function refuse(code: string, message: string): CommandResult {
   return { accepted: false, error: { code, message } };

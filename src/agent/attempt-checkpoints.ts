@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ByteBudget } from '../checkpoint/byte-budget.ts';
-import { CheckpointUploader, type CommittedCheckpoint } from '../checkpoint/checkpoint-uploader.ts';
+import { CheckpointUploader, type CommittedCheckpoint, type UploadMetrics } from '../checkpoint/checkpoint-uploader.ts';
 import { CheckpointWatcher } from '../checkpoint/checkpoint-watcher.ts';
 import { ruleFromSpec } from '../checkpoint/commit-rules.ts';
 import { restoreNewest } from '../checkpoint/restore.ts';
@@ -23,6 +23,8 @@ export interface CheckpointServices {
   budget: ByteBudget;
   partSizeBytes: number;
   rescanMs: number;
+  /** The node's checkpoint metrics, shared by every job. */
+  metrics?: UploadMetrics;
 }
 
 export interface RestoredCheckpoint {
@@ -126,6 +128,7 @@ export class AttemptCheckpoints {
       keep: this.spec.keep,
       keepEvery: this.spec.keepEvery,
       onCommitted: (c) => this.committed(c, store.bucket),
+      ...(this.services.metrics ? { metrics: this.services.metrics } : {}),
     });
     this.uploader = uploader;
     await uploader.start();

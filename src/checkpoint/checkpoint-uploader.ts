@@ -43,6 +43,18 @@ export interface CommittedCheckpoint {
   timeToCommitMs: number;
 }
 
+/** What an uploader tells the node's metrics (src/agent/agent-metrics.ts). */
+export interface UploadMetrics {
+  /** Bytes sent to the object store (parts and whole objects), as each one is sent. */
+  bytesUploaded(bytes: number): void;
+  /** A checkpoint's manifest was written: it exists now. */
+  committed(c: CommittedCheckpoint): void;
+  /** A commit round ended without a manifest: failed (tried again on the next change) or abandoned for a newer checkpoint. */
+  notCommitted(result: 'failed' | 'abandoned'): void;
+  /** Registers a count of this uploader's checkpoints with transfers under way, read when metrics are collected; returns the unregister. */
+  trackInFlight(count: () => number): () => void;
+}
+
 export interface UploaderStats {
   /** Every byte sent (parts and whole objects), including parts of uploads later restarted or abandoned. */
   bytesUploaded: number;
@@ -81,6 +93,8 @@ export interface CheckpointUploaderOptions {
   retryForMs?: number;
   /** The multipart part limit; S3's is 10,000 (the default). Lower it only to test part-size growth. */
   maxParts?: number;
+  /** The node's metrics, when it keeps them. */
+  metrics?: UploadMetrics;
 }
 
 const DEFAULT_CONCURRENCY = 4;
@@ -273,6 +287,8 @@ export class CheckpointUploader {
   private readonly retryForMs: number;
   private readonly maxParts: number;
   private readonly slots: RankedSlots;
+  private readonly metrics: UploadMetrics | undefined;
+  private readonly untrackInFlight: (() => void) | undefined;
 
   /** Committed manifests of the prefix, newest first. */
   private committedList: Manifest[] = [];
@@ -322,6 +338,17 @@ export class CheckpointUploader {
     this.retryForMs = opts.retryForMs ?? DEFAULT_RETRY_FOR_MS;
     this.maxParts = maxParts;
     this.slots = new RankedSlots(concurrency);
+    this.metrics = opts.metrics;
+    this.untrackInFlight = opts.metrics?.trackInFlight(() => this.uploadsInFlight());
+  }
+
+  /** Checkpoints with transfers under way: streaming parts, or being completed and committed. */
+  uploadsInFlight(): number {
+    let n = 0;
+    for (const v of this.versions.values()) {
+      if (v.state === 'active' && (v.finalizing || [...v.files.values()].some((f) => f.pump !== undefined || f.mp !== undefined))) n++;
+    }
+    return n;
   }
 
   /** Committed checkpoints of the prefix known to this uploader, newest first. */
@@ -438,6 +465,7 @@ export class CheckpointUploader {
 
   private async doClose(): Promise<void> {
     this.closing = true;
+    this.untrackInFlight?.();
     const reason = new StevedoreError('INTERNAL', 'checkpoint uploader closed');
     this.closeController.abort(reason);
     for (const v of this.versions.values()) v.controller.abort(reason);
@@ -608,6 +636,7 @@ export class CheckpointUploader {
       if (v.state === 'committed') newerCommitted ??= v;
       else if (v.state === 'active' && newerCommitted) {
         this.stats.abandonedCheckpoints++;
+        this.metrics?.notCommitted('abandoned');
         this.retire(v, 'abandoned', `the newer checkpoint ${newerCommitted.id} committed first`);
       }
     }
@@ -713,6 +742,7 @@ export class CheckpointUploader {
               mp.parts.push(part);
               this.stats.partsUploaded++;
               this.stats.bytesUploaded += length;
+              this.metrics?.bytesUploaded(length);
               if (beforeComplete) this.stats.bytesUploadedBeforeComplete += length;
             })
             .catch((err: unknown) => {
@@ -802,6 +832,7 @@ export class CheckpointUploader {
     } catch (err) {
       if (signal.aborted || v.state !== 'active') return;
       v.failed = true;
+      this.metrics?.notCommitted('failed');
       const where = `s3://${this.store.bucket}/${joinKey(this.prefix, v.id)}/`;
       this.log.error(
         { checkpoint: v.name, checkpointId: v.id, err: messageOf(err), code: isStevedoreError(err) ? err.code : undefined },
@@ -860,6 +891,7 @@ export class CheckpointUploader {
           if (reuse) return { path, absPath, size: bytesRead, sha256, key: reuse, uploadedBytes: 0, signature };
           await this.s3('upload a file', key, signal, () => this.store.putObject(key, content, { signal }));
           this.stats.bytesUploaded += bytesRead;
+          this.metrics?.bytesUploaded(bytesRead);
           return { path, absPath, size: bytesRead, sha256, key, uploadedBytes: bytesRead, signature };
         } finally {
           releaseBytes();
@@ -999,6 +1031,7 @@ export class CheckpointUploader {
     this.setCommitted([written, ...this.committedList.filter((m) => m.checkpointId !== written.checkpointId)]);
     this.markCommitted(v, committed);
     this.log.info({ checkpoint: v.name, checkpointId: v.id, step: manifest.step, totalBytes, uploadedBytes, timeToCommitMs: committed.timeToCommitMs }, `checkpoint ${v.id} committed`);
+    this.metrics?.committed(committed);
     try {
       this.onCommitted(committed);
     } catch (err) {

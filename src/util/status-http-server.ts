@@ -5,7 +5,7 @@
 // only what the process hands it: no configuration, no secrets.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { StevedoreError, messageOf } from './errors.ts';
 import type { Logger } from './logger.ts';
 
@@ -42,6 +42,17 @@ export function parseListenAddress(text: string): { host: string; port: number }
 /** True when the setting means "no server". */
 export function isListenOff(text: string | undefined): boolean {
   return text === undefined || LISTEN_OFF.includes(text.trim().toLowerCase());
+}
+
+/**
+ * The process's own metrics (memory, CPU, file descriptors, event loop, GC) in
+ * `registry`, without prom-client's three gauges named like counters
+ * (nodejs_active_{handles,requests,resources}_total): the same numbers stay
+ * in nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
+ */
+export function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;

@@ -37,7 +37,12 @@ export function trainerSpec(name: string, extra: Record<string, unknown> = {}, t
   });
 }
 
-export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConfig> = {}): Promise<AgentSetup> {
+export interface SetupOptions {
+  /** Wait for the agent's registration with the scripted coordinator (default true); false for an agent pointed elsewhere. */
+  waitForRegister?: boolean;
+}
+
+export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConfig> = {}, opts: SetupOptions = {}): Promise<AgentSetup> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stevedore-agent-'));
   const coordinator = new FakeCoordinator();
   await coordinator.start();
@@ -59,6 +64,8 @@ export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConf
     s3: { endpoints: {} },
     checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
     preemption: { cloud: 'none', metadataUrl: undefined, pollSeconds: undefined, safetyMarginSeconds: 10, drainOnSigterm: 'never', sigtermWindowSeconds: 80 },
+    // Several agents share this host: each gets a free port (agent.metricsAddress).
+    metrics: { listen: '127.0.0.1:0' },
     ...overrides,
   };
   const s: AgentSetup = {
@@ -77,7 +84,7 @@ export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConf
     await coordinator.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  await coordinator.waitFor((m) => m.msg === 'register');
+  if (opts.waitForRegister ?? true) await coordinator.waitFor((m) => m.msg === 'register');
   return s;
 }
 
