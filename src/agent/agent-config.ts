@@ -9,6 +9,8 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StevedoreError } from '../util/errors.ts';
+import { DEFAULT_FATAL_XIDS } from './inventory/gpu-health.ts';
+import type { GpuHealthConfig } from './gpu-health-monitor.ts';
 import { isListenOff, parseListenAddress } from '../util/status-http-server.ts';
 import { compileS3Endpoint, isValidEndpointName, s3EndpointSchema, DEFAULT_ENDPOINT_NAME, type S3EndpointConfig } from '../storage/s3-config.ts';
 
@@ -44,6 +46,8 @@ export interface AgentConfig {
     /** host:port of the HTTP server for /metrics, /livez and /readyz; undefined: no server. */
     listen: string | undefined;
   };
+  /** GPU health checks (docs/operations.md "GPU health"); always set by loadAgentConfig, undefined means GPU_HEALTH_DEFAULTS. */
+  gpuHealth?: GpuHealthConfig;
 }
 
 export const PREEMPTION_CLOUDS = ['auto', 'aws', 'gcp', 'azure', 'none'] as const;
@@ -110,6 +114,15 @@ export const CONFIG_DEFAULTS = {
   preemption: { cloud: 'auto', safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
   metrics: { listen: '0.0.0.0:9464' },
 } as const;
+
+/** The gpuHealth section's defaults. */
+export const GPU_HEALTH_DEFAULTS: Readonly<GpuHealthConfig> = {
+  intervalSeconds: 30,
+  maxTemperatureC: 90,
+  maxUncorrectedEcc: 0,
+  kernelLog: '/dev/kmsg',
+  fatalXids: [...DEFAULT_FATAL_XIDS],
+};
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -259,6 +272,19 @@ function fileSchema(cwd: string) {
           safetyMarginSeconds: num('seconds').min(0, 'must not be negative').max(600, 'must be at most 600 seconds').optional(),
           drainOnSigterm: z.enum(DRAIN_ON_SIGTERM, { error: `must be one of ${DRAIN_ON_SIGTERM.join(', ')}` }).optional(),
           sigtermWindowSeconds: num('seconds').min(1, 'must be at least 1 second').max(3600, 'must be at most 3600 seconds').optional(),
+        })
+        .strict()
+        .optional(),
+      gpuHealth: z
+        .object({
+          intervalSeconds: num('seconds').min(0.1, 'must be at least 0.1 seconds').max(3600, 'must be at most 3600 seconds').optional(),
+          maxTemperatureC: num('degrees Celsius').int('must be whole degrees Celsius').min(1, 'must be at least 1').max(150, 'must be at most 150').optional(),
+          maxUncorrectedEcc: num('errors').int('must be a whole number of errors').min(0, 'must not be negative').optional(),
+          // '' reads no kernel log (no XIDs).
+          kernelLog: str.refine((p) => !p.includes('\0'), 'must not contain a NUL byte').transform((p) => (p.trim() === '' ? '' : path.resolve(cwd, p))).optional(),
+          fatalXids: z
+            .array(z.number({ error: 'must be whole XID codes' }).int('must be whole XID codes').min(1, 'XID codes are 1 or more').max(65535, 'XID codes are at most 65535'), { error: 'must be a list of XID codes, such as [48, 79]' })
+            .optional(),
         })
         .strict()
         .optional(),
@@ -548,5 +574,12 @@ function compile(c: FileConfig, problems: Problems): AgentConfig {
       sigtermWindowSeconds: c.preemption?.sigtermWindowSeconds ?? CONFIG_DEFAULTS.preemption.sigtermWindowSeconds,
     },
     metrics: { listen: c.metrics?.listen === undefined ? CONFIG_DEFAULTS.metrics.listen : isListenOff(c.metrics.listen) ? undefined : c.metrics.listen.trim() },
+    gpuHealth: {
+      intervalSeconds: c.gpuHealth?.intervalSeconds ?? GPU_HEALTH_DEFAULTS.intervalSeconds,
+      maxTemperatureC: c.gpuHealth?.maxTemperatureC ?? GPU_HEALTH_DEFAULTS.maxTemperatureC,
+      maxUncorrectedEcc: c.gpuHealth?.maxUncorrectedEcc ?? GPU_HEALTH_DEFAULTS.maxUncorrectedEcc,
+      kernelLog: c.gpuHealth?.kernelLog ?? GPU_HEALTH_DEFAULTS.kernelLog,
+      fatalXids: c.gpuHealth?.fatalXids ?? [...GPU_HEALTH_DEFAULTS.fatalXids],
+    },
   };
 }

@@ -19,6 +19,8 @@ import { isTerminal, toWireState } from './attempt-state.ts';
 import { CoordinatorSession, type CommandResult } from './coordinator-session.ts';
 import { EventJournal } from './event-journal.ts';
 import { GpuAllocator } from './gpu-allocator.ts';
+import { GpuHealthMonitor } from './gpu-health-monitor.ts';
+import { GPU_HEALTH_DEFAULTS } from './agent-config.ts';
 import { collectInventory } from './inventory/host.ts';
 import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
@@ -58,6 +60,7 @@ export class Agent {
   private inventory: Inventory = {};
   private readonly runners = new Map<string, AttemptRunner>();
   private session: CoordinatorSession | undefined;
+  private gpuHealth: GpuHealthMonitor | undefined;
   private localApi: LocalApi | undefined;
   private detector: PreemptionDetector | undefined;
   private draining = false;
@@ -159,7 +162,8 @@ export class Agent {
     await this.engine.ping();
     this.inventory = await collectInventory({ workRoot: this.config.workRoot, nvidiaSmiPath: this.config.nvidiaSmiPath });
     if (this.config.nodeName) this.inventory.hostname = this.config.nodeName;
-    this.allocator = new GpuAllocator((this.inventory.gpus ?? []).map((g) => g.uuid ?? ''));
+    this.allocator = new GpuAllocator((this.inventory.gpus ?? []).map((g) => g.uuid ?? ''), (uuid) => this.gpuHealth?.unhealthyReason(uuid));
+    await this.startGpuHealth();
     this.logger.info({ gpus: this.allocator.total, cpus: this.inventory.cpuCores, version: VERSION }, 'agent starting');
     await this.reconcile();
     this.localApi = new LocalApi(this.config.socketPath, () => this.status(), this.logger);
@@ -175,6 +179,7 @@ export class Agent {
       onCommand: (command) => this.onCommand(command),
       onEventsAcked: (upTo) => this.onEventsAcked(upTo),
       runningAttempts: () => this.ledger.all().filter((r) => !isTerminal(r.state)).length,
+      gpuHealth: () => this.gpuHealth?.current() ?? [],
     });
     this.session.start();
     // After the session: a notice must be reported, so there must be someone to tell.
@@ -252,7 +257,38 @@ export class Agent {
     return runner;
   }
 
+  /**
+   * Checks GPU health before the first registration, then every
+   * gpuHealth.intervalSeconds. A change goes to the coordinator at once, in
+   * a heartbeat sent out of turn.
+   */
+  private async startGpuHealth(): Promise<void> {
+    const gpus = this.inventory.gpus ?? [];
+    if (gpus.length === 0) return;
+    this.gpuHealth = new GpuHealthMonitor({
+      gpus: gpus.map((g) => ({ index: g.index ?? 0, uuid: g.uuid ?? '', name: g.name ?? '', memoryMib: Number(g.memoryMib ?? 0), driverVersion: g.driverVersion ?? '', pciBusId: g.pciBusId ?? '' })),
+      config: this.config.gpuHealth ?? GPU_HEALTH_DEFAULTS,
+      nvidiaSmiPath: this.config.nvidiaSmiPath,
+      clock: this.clock,
+      logger: this.logger,
+      onChange: () => {
+        this.applyGpuHealth();
+        this.session?.heartbeatNow();
+      },
+    });
+    await this.gpuHealth.start();
+    this.applyGpuHealth();
+  }
+
+  /** Copies the current GPU health into the inventory (registration, local status). */
+  private applyGpuHealth(): void {
+    if (!this.gpuHealth) return;
+    const health = new Map(this.gpuHealth.current().map((h) => [h.uuid, h]));
+    for (const gpu of this.inventory.gpus ?? []) gpu.health = health.get(gpu.uuid ?? '') ?? null;
+  }
+
   private registration(): Register {
+    this.applyGpuHealth();
     return {
       nodeId: this.nodeId,
       agentVersion: VERSION,
@@ -461,6 +497,7 @@ export class Agent {
   }
 
   status(): AgentStatus {
+    this.applyGpuHealth();
     return {
       nodeId: this.nodeId,
       agentVersion: VERSION,
@@ -489,6 +526,7 @@ export class Agent {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.detector?.close();
+      await this.gpuHealth?.close();
       await this.flushEvents(this.draining ? 10_000 : 2_000);
       this.session?.close();
       await this.localApi?.close();

@@ -37,6 +37,7 @@ void t.test('defaults when there is no file, no environment and no flags', (t) =
     checkpoints: { partSizeMiB: 16, maxInFlightMiB: 256, rescanSeconds: 2 },
     preemption: { cloud: 'auto', metadataUrl: undefined, pollSeconds: undefined, safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
     metrics: { listen: '0.0.0.0:9464' },
+    gpuHealth: { intervalSeconds: 30, maxTemperatureC: 90, maxUncorrectedEcc: 0, kernelLog: '/dev/kmsg', fatalXids: [48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120] },
   } satisfies AgentConfig);
   t.equal(DEFAULT_CONFIG_FILE, '/etc/stevedore/agent.yaml');
   t.end();
@@ -153,6 +154,7 @@ metrics:
     checkpoints: { partSizeMiB: 64, maxInFlightMiB: 1024, rescanSeconds: 0.5 },
     preemption: { cloud: 'aws', metadataUrl: 'http://127.0.0.1:8111', pollSeconds: 0.5, safetyMarginSeconds: 15, drainOnSigterm: 'always', sigtermWindowSeconds: 60 },
     metrics: { listen: '127.0.0.1:9100' },
+    gpuHealth: { intervalSeconds: 30, maxTemperatureC: 90, maxUncorrectedEcc: 0, kernelLog: '/dev/kmsg', fatalXids: [48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120] },
   } satisfies AgentConfig);
   t.end();
 });
