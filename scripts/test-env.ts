@@ -61,37 +61,42 @@ const defaultLog = (message: string): void => {
   process.stderr.write(`[test-engine] ${message}\n`);
 };
 
-/** Installs docker.io and busybox-static when dockerd or /bin/busybox is missing (Debian, as root). */
+/** The Debian packages the tests need: the engine, busybox for test images, and the checkers of the install script and the systemd units. */
+const HOST_PACKAGES = ['docker.io', 'busybox-static', 'shellcheck', 'systemd'];
+
+/** Installs HOST_PACKAGES when dockerd, /bin/busybox, shellcheck or systemd-analyze is missing (Debian, as root). */
 export function ensureHostPackages(log: (message: string) => void = defaultLog): void {
   const missing = missingHostTools();
   if (missing.length === 0) return;
   const what = `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`;
   if (process.getuid?.() !== 0) {
     throw new Error(
-      `${what}: install them with \`sudo apt-get install -y --no-install-recommends docker.io busybox-static\` and run again`,
+      `${what}: install them with \`sudo apt-get install -y --no-install-recommends ${HOST_PACKAGES.join(' ')}\` and run again`,
     );
   }
   if (findOnPath('apt-get') === undefined) {
-    throw new Error(`${what} and apt-get is not available: install Docker Engine (dockerd) and a static busybox at /bin/busybox by hand`);
+    throw new Error(`${what} and apt-get is not available: install Docker Engine (dockerd), a static busybox at /bin/busybox, shellcheck and systemd-analyze by hand`);
   }
-  log(`${what}: installing docker.io and busybox-static with apt-get`);
+  log(`${what}: installing ${HOST_PACKAGES.join(', ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'docker.io', 'busybox-static']]) {
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...HOST_PACKAGES]]) {
     const result = spawnSync('apt-get', args, { stdio: ['ignore', 2, 2], env });
     if (result.status !== 0) {
       throw new Error(
-        `\`apt-get ${args.join(' ')}\` failed (exit ${result.status ?? result.signal}): the test engine needs docker.io and busybox-static; install them by hand and run again`,
+        `\`apt-get ${args.join(' ')}\` failed (exit ${result.status ?? result.signal}): the tests need ${HOST_PACKAGES.join(', ')}; install them by hand and run again`,
       );
     }
   }
   const still = missingHostTools();
-  if (still.length > 0) throw new Error(`${still.join(' and ')} still missing after installing docker.io and busybox-static`);
+  if (still.length > 0) throw new Error(`${still.join(' and ')} still missing after installing ${HOST_PACKAGES.join(', ')}`);
 }
 
 function missingHostTools(): string[] {
   const missing: string[] = [];
   if (findOnPath('dockerd') === undefined) missing.push('dockerd');
   if (!existsSync('/bin/busybox')) missing.push('/bin/busybox');
+  if (findOnPath('shellcheck') === undefined) missing.push('shellcheck');
+  if (findOnPath('systemd-analyze') === undefined) missing.push('systemd-analyze');
   return missing;
 }
 
