@@ -160,6 +160,7 @@ void t.test('the agent unit', (t) => {
   t.notOk(value(unit, 'Service', 'DynamicUser') === 'yes');
   t.not(value(unit, 'Service', 'PrivateDevices'), 'yes', '/dev/nvidia* stays reachable');
   t.notOk(['closed', 'strict'].includes(value(unit, 'Service', 'DevicePolicy') ?? 'auto'), 'no device allow-list that would hide the GPUs');
+  t.not(value(unit, 'Service', 'ProtectKernelLogs'), 'yes', 'the GPU health check reads Xid errors from /dev/kmsg');
   t.not(value(unit, 'Service', 'PrivateNetwork'), 'yes');
   t.not(value(unit, 'Service', 'MemoryDenyWriteExecute'), 'yes', "V8's JIT");
   t.equal(`/var/lib/${value(unit, 'Service', 'StateDirectory')}`, CONFIG_DEFAULTS.stateDir, 'the default state directory (and the work root inside it) is writable');
