@@ -75,6 +75,15 @@ function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c);
 }
 
+function xmlUnescape(s: string): string {
+  return s.replace(/&(#x[0-9a-f]+|#\d+|lt|gt|amp|apos|quot);/gi, (_, e: string) => {
+    const named: Record<string, string> = { lt: '<', gt: '>', amp: '&', apos: "'", quot: '"' };
+    if (e.startsWith('#x') || e.startsWith('#X')) return String.fromCodePoint(Number.parseInt(e.slice(2), 16));
+    if (e.startsWith('#')) return String.fromCodePoint(Number(e.slice(1)));
+    return named[e.toLowerCase()] ?? e;
+  });
+}
+
 const XMLNS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
 
 function sendXml(res: http.ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -345,7 +354,7 @@ export async function startS3Sink(opts: { port?: number; synthetic?: SyntheticCo
         if (!upload || upload.key !== key) throw new SinkError(404, 'NoSuchUpload', 'the upload does not exist');
         const listed = [...body.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({
           partNumber: Number(/<PartNumber>(\d+)<\/PartNumber>/.exec(m[1] ?? '')?.[1]),
-          etag: (/<ETag>([\s\S]*?)<\/ETag>/.exec(m[1] ?? '')?.[1] ?? '').replace(/&quot;|"/g, ''),
+          etag: xmlUnescape(/<ETag>([\s\S]*?)<\/ETag>/.exec(m[1] ?? '')?.[1] ?? '').replace(/"/g, ''),
         }));
         if (listed.length === 0) throw new SinkError(400, 'MalformedXML', 'no parts listed');
         let size = 0;
@@ -414,7 +423,7 @@ export async function startS3Sink(opts: { port?: number; synthetic?: SyntheticCo
       }
       case 'DeleteObjects': {
         const body = (await receive(req, true)).body?.toString('utf8') ?? '';
-        const keys = [...body.matchAll(/<Key>([\s\S]*?)<\/Key>/g)].map((m) => (m[1] ?? '').replace(/&lt;|&gt;|&amp;|&apos;|&quot;/g, (e) => ({ '&lt;': '<', '&gt;': '>', '&amp;': '&', '&apos;': "'", '&quot;': '"' })[e] ?? e));
+        const keys = [...body.matchAll(/<Key>([\s\S]*?)<\/Key>/g)].map((m) => xmlUnescape(m[1] ?? ''));
         for (const k of keys) objects.delete(k);
         sendXml(res, 200, `<DeleteResult ${XMLNS}></DeleteResult>`);
         return;

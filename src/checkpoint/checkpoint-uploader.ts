@@ -900,11 +900,16 @@ export class CheckpointUploader {
         releaseSlot();
       }
     }
-    // Large: hash first, so that an unchanged file is not sent again.
-    const hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { bufferBytes: HASH_BUFFER_BYTES, signal }));
-    const reuse = this.reusable(hashed.sha256, hashed.size);
-    if (reuse) return { path, absPath, size: hashed.size, sha256: hashed.sha256, key: reuse, uploadedBytes: 0, signature: hashed.signature };
-    const total = hashed.size;
+    // Large: when a committed object has this very size, hash first, so that an unchanged file is not
+    // sent again. Otherwise no committed object can hold this content: the bytes are hashed as they are
+    // sent, one pass over the file instead of two.
+    let hashed: Awaited<ReturnType<typeof hashFile>> | undefined;
+    if (this.mayReuse(size)) {
+      hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { bufferBytes: HASH_BUFFER_BYTES, signal }));
+      const reuse = this.reusable(hashed.sha256, hashed.size);
+      if (reuse) return { path, absPath, size: hashed.size, sha256: hashed.sha256, key: reuse, uploadedBytes: 0, signature: hashed.signature };
+    }
+    const total = hashed?.size ?? size;
     const mp = await this.openUpload(v, path, choosePartSize(total, this.partSizeBytes, this.maxParts));
     try {
       await this.sendParts(v, absPath, mp, () => Math.min(mp.partSize, total - mp.offset));
@@ -915,8 +920,16 @@ export class CheckpointUploader {
       await this.abortUpload(mp, this.closeController.signal);
       throw err;
     }
-    // The hashing pass read first: its signature is the earliest.
-    return { path, absPath, size: mp.offset, sha256: mp.hash.digest('hex'), key, uploadedBytes: mp.offset, signature: hashed.signature };
+    // The earliest read's signature: the hashing pass's, else the first part's.
+    const signature = hashed?.signature ?? mp.firstSignature;
+    if (!signature) throw new StevedoreError('INTERNAL', `no read of ${absPath} recorded`);
+    return { path, absPath, size: mp.offset, sha256: mp.hash.digest('hex'), key, uploadedBytes: mp.offset, signature };
+  }
+
+  /** Whether a committed object has exactly this size (only then can a file of this size be reused). */
+  private mayReuse(size: number): boolean {
+    for (const k of this.known.values()) if (k.size === size) return true;
+    return false;
   }
 
   private async withSlot<T>(v: Version, bytes: number, fn: () => Promise<T>): Promise<T> {

@@ -247,7 +247,8 @@ export class S3ObjectStore implements ObjectStore {
    */
   async putObject(key: string, body: Buffer | string, opts: PutOptions = {}): Promise<{ etag: string }> {
     const data = typeof body === 'string' ? Buffer.from(body) : body;
-    const md5 = crypto.createHash('md5').update(data).digest('hex');
+    const digest = crypto.createHash('md5').update(data).digest();
+    const md5 = digest.toString('hex');
     const conditional = opts.ifNoneMatch === true ? await this.supportsConditionalWrites() : false;
     const sameContent = async (): Promise<{ etag: string } | undefined> => {
       const existing = await this.headObject(key, { signal: opts.signal });
@@ -268,7 +269,7 @@ export class S3ObjectStore implements ObjectStore {
             Key: key,
             Body: data,
             ContentLength: data.length,
-            ContentMD5: crypto.createHash('md5').update(data).digest('base64'),
+            ContentMD5: digest.toString('base64'),
             ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
             ...(conditional ? { IfNoneMatch: '*' } : {}),
           }),
@@ -366,10 +367,12 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, opts: { signal?: AbortSignal } = {}): Promise<CompletedPart> {
-    const contentMd5 = crypto.createHash('md5').update(body).digest('base64');
+    // With the SDK's CRC32 checksum (WHEN_SUPPORTED) the server checks every part already: an MD5 on top
+    // would cost a second pass over each part for nothing. Without it, Content-MD5 is the part's check.
+    const contentMd5 = this.config.checksumMode === 'WHEN_SUPPORTED' ? undefined : crypto.createHash('md5').update(body).digest('base64');
     const out = await this.run(`upload part ${partNumber} of`, key, opts.signal, () =>
       this.client.send(
-        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ContentMD5: contentMd5 }),
+        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ...(contentMd5 !== undefined ? { ContentMD5: contentMd5 } : {}) }),
         { abortSignal: opts.signal },
       ),
     );

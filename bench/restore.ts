@@ -1,0 +1,130 @@
+// Benchmark 4, restore: the newest committed checkpoint downloaded and
+// verified by Stevedore's restoreNewest, against `rclone copy` and
+// `aws s3 cp --recursive` of the same objects, from the S3 sink and from s3rver.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FIGURE, STEVEDORE, bestPeer, figureOf, figuresOf, fmt, interleave, ratiosOf, type Trial } from './cases.ts';
+import { GIB, MIB, checkpointLayout, randomBlock, syntheticContent, writeCheckpoint, type CheckpointLayout } from './checkpoint-data.ts';
+import { startS3rverEndpoint, startSinkEndpoint, type BenchEndpoint } from './endpoints.ts';
+import { cleanEnv, downloadCommand, findPeers, measure, type Command, type Peer } from './peers.ts';
+import { barPlot } from './report.ts';
+import { writePlot } from './svg.ts';
+import type { BenchCase, BenchOptions, BenchResult, Benchmark, Subject } from './types.ts';
+import { sizeLabel, stevedorePartSize } from './upload.ts';
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-cli.ts');
+/** The peers the issue compares restore with. */
+const RESTORE_PEERS = new Set(['rclone', 'awscli']);
+const PREFIX = 'restore/job';
+
+function restoreSize(smoke: boolean): { bytes: number; runs: number; layout: CheckpointLayout } {
+  if (smoke) return { bytes: 24 * MIB, runs: 1, layout: checkpointLayout(24 * MIB, { shards: 2, smallFiles: 8, smallBytes: 256 * 1024 }) };
+  return { bytes: 4 * GIB, runs: 2, layout: checkpointLayout(4 * GIB, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) };
+}
+
+/** Bytes of the checkpoint's own files under `dir` (Stevedore's manifest, which peers copy too, left out). */
+function restoredBytes(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  let bytes = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || entry.parentPath.split(path.sep).includes('_stevedore')) continue;
+    bytes += fs.statSync(path.join(entry.parentPath, entry.name)).size;
+  }
+  return bytes;
+}
+
+function stevedoreJob(endpoint: BenchEndpoint, extra: Record<string, unknown>): string {
+  return JSON.stringify({ ...endpoint.location(PREFIX), ...extra });
+}
+
+function restoreTrials(endpoint: BenchEndpoint, peers: Peer[], layout: CheckpointLayout, opts: BenchOptions): Trial[] {
+  let n = 0;
+  const configDir = path.join(opts.workDir, 'peer-config');
+  const trial = (subject: string, version: string | undefined, command: (target: string) => Command, checkpointDir: (target: string) => string): Trial => {
+    let target = '';
+    return {
+      subject,
+      ...(version !== undefined ? { version } : {}),
+      run: async () => {
+        target = path.join(opts.workDir, `restored-${endpoint.kind}-${subject}-${n++}`);
+        const m = await measure(command(target), { label: `${subject} restore from ${endpoint.name}` });
+        const got = restoredBytes(checkpointDir(target));
+        if (got !== layout.totalBytes) throw new Error(`${subject} restore from ${endpoint.name}: ${got} bytes in ${checkpointDir(target)}, expected ${layout.totalBytes}`);
+        return { ...m, bytes: layout.totalBytes };
+      },
+      after: () => fs.rmSync(target, { recursive: true, force: true }),
+    };
+  };
+  return [
+    trial(
+      STEVEDORE,
+      undefined,
+      (target) => ({ cmd: process.execPath, args: [CLI, 'restore', stevedoreJob(endpoint, { targetDir: target })], env: cleanEnv({}) }),
+      (target) => path.join(target, layout.name),
+    ),
+    ...peers.map((peer) =>
+      trial(peer.name, peer.version, (target) => downloadCommand(peer, endpoint.location(PREFIX), target, configDir), (target) => path.join(target, layout.name)),
+    ),
+  ];
+}
+
+export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResult> => {
+  const { peers: allPeers, missing } = findPeers();
+  const peers = allPeers.filter((p) => RESTORE_PEERS.has(p.name));
+  if (missing.some((m) => [...RESTORE_PEERS].some((p) => m.startsWith(p)))) throw new Error(`restore benchmark: peers missing: ${missing.join('; ')}`);
+  const peerNames = peers.map((p) => p.name);
+  const size = restoreSize(opts.smoke);
+  const block = randomBlock();
+  const dataDir = path.join(opts.workDir, 'restore-data');
+  opts.log(`restore: writing a ${sizeLabel(size.bytes)} checkpoint to ${dataDir}`);
+  const checkpointDir = writeCheckpoint(dataDir, size.layout, block);
+  const endpoints = [await startSinkEndpoint(), await startS3rverEndpoint()];
+  const cases: BenchCase[] = [];
+  try {
+    endpoints[0]!.sink?.setSynthetic(syntheticContent(size.layout, block));
+    for (const endpoint of endpoints) {
+      // One committed checkpoint per endpoint, uploaded by Stevedore (not measured); every subject restores it.
+      opts.log(`restore: uploading the checkpoint to ${endpoint.name}`);
+      await measure({ cmd: process.execPath, args: [CLI, 'upload', stevedoreJob(endpoint, { checkpointDir, partSizeBytes: stevedorePartSize(opts.smoke) })], env: cleanEnv({}) }, { label: `stevedore upload to ${endpoint.name}` });
+    }
+    // Only the objects are needed from here on; the local copy is removed before the restores write theirs.
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    for (const endpoint of endpoints) {
+      const label = `${sizeLabel(size.bytes)} from ${endpoint.name}`;
+      const trials = restoreTrials(endpoint, peers, size.layout, opts);
+      const samples = await interleave(trials, size.runs, opts.log, `restore ${label}`);
+      const subjects: Subject[] = trials.map((t) => ({ name: t.subject, ...(t.version !== undefined ? { version: t.version } : {}), figures: figuresOf(samples.get(t.subject) ?? []) }));
+      const own = figureOf(subjects.find((s) => s.name === STEVEDORE), FIGURE.wall);
+      const fastest = bestPeer(subjects, peerNames, FIGURE.wall);
+      const targets: BenchCase['targets'] = [];
+      if (own && fastest) {
+        const r = fastest.figure.median / own.median;
+        targets.push({ text: 'at least 1.5x faster than the fastest peer', met: r >= 1.5, detail: `${fmt(own.median)} s vs ${fastest.subject.name} ${fmt(fastest.figure.median)} s: ${fmt(r)}x` });
+      }
+      cases.push({ name: `${label} (${size.layout.files.length} files)`, subjects, ratios: ratiosOf(subjects, peerNames, [FIGURE.wall, FIGURE.cpu, FIGURE.rss]), targets });
+    }
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    for (const e of endpoints) await e.close();
+  }
+  const svg = barPlot({
+    title: 'Restore throughput (median MiB/s; higher is better)',
+    unit: 'MiB/s',
+    groups: cases.map((c) => ({ label: c.name.replace(/ \(.*$/, ''), bars: c.subjects.map((s) => ({ subject: s.name, value: figureOf(s, FIGURE.throughput)?.median ?? 0 })) })),
+  });
+  return {
+    id: 'restore',
+    title: 'Restore: download and verify a checkpoint',
+    command: opts.smoke ? 'npm run bench -- --smoke --only restore' : 'npm run bench -- --only restore',
+    method: [
+      `One ${sizeLabel(size.bytes)} checkpoint (the upload benchmark's layout: ${size.layout.files.length} files) is committed once by Stevedore to each endpoint; then every subject downloads all of it into an empty directory, interleaved over ${size.runs} run${size.runs === 1 ? '' : 's'}.`,
+      'Stevedore is the agent\'s restoreNewest (`bench/stevedore-cli.ts restore`): it reads the manifest, fetches large files in parallel 16 MiB ranges (8 requests at once), checks every file\'s size and SHA-256 against the manifest, flushes every file and directory to disk (fsync) and renames the checkpoint into place. The peers are `rclone copy` and `aws s3 cp --recursive` with their defaults; neither checks a SHA-256 nor flushes to disk, so Stevedore does strictly more work per byte.',
+      'Every subject runs as a child process under GNU time (wall time around the child; CPU seconds = user + system of the child). After each run the restored bytes are counted against the checkpoint\'s size, then deleted.',
+      'Endpoints: s3rver (stores and serves real bytes from its directory) and the S3 sink (benchmark instrument): the sink discarded the large bodies on upload and serves the same bytes back from the generator that wrote the checkpoint (a 1 MiB random block from a per-file offset), so a GET costs the sink no disk and the clients\' own cost shows; the manifest and the small files are served from memory.',
+      'The machine has 2 cores and 24 GB of RAM; the restored files go to the page cache (and to disk when flushed). The machine is shared: ratios measured side by side matter more than absolute figures.',
+    ].join(' '),
+    cases,
+    plots: [writePlot(opts.plotDir, 'restore-throughput.svg', svg)],
+  };
+};
