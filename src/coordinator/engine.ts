@@ -429,25 +429,25 @@ export class Engine {
       for (const h of hb.gpuHealth) latest.set(h.uuid, h);
       return;
     }
-    let recovered = false;
+    let changed = false;
     this.mutate(() => {
-      recovered = this.noteGpuHealth(nodeId, hb.gpuHealth, true);
+      changed = this.noteGpuHealth(nodeId, hb.gpuHealth, true);
     });
-    if (recovered) this.schedule();
+    // Placement may proceed (a GPU recovered) and waiting jobs' reasons change.
+    if (changed) this.schedule();
   }
 
   /**
    * Records the node's latest GPU health; when a GPU's health changed, stores
    * it, logs it, and tells the jobs whose running attempt holds a GPU that
    * turned unhealthy (the attempt keeps running: its own exit decides).
-   * Returns true when a GPU became healthy again (placement may proceed).
+   * Returns true when a GPU's health changed.
    */
   private noteGpuHealth(nodeId: string, reported: readonly GpuHealth__Output[], persist: boolean, baseline?: Inventory__Output | null): boolean {
     const previous = this.gpuHealth.get(nodeId) ?? new Map<string, GpuHealth__Output>();
     const node = this.store.getNode(nodeId);
     const stored = new Map(((baseline !== undefined ? baseline : node?.inventory)?.gpus ?? []).map((g) => [g.uuid, g.health]));
     let changed = false;
-    let recovered = false;
     const latest = new Map(previous);
     for (const h of reported) {
       latest.set(h.uuid, h);
@@ -463,7 +463,6 @@ export class Engine {
           this.setJobMessage(a.jobId, `GPU ${gpu?.index ?? ''} (${h.uuid}) of attempt ${a.attempt} on ${nodeId} is not healthy (${h.problems.join('; ')}); the attempt keeps running`);
         }
       } else if (h.healthy && before?.healthy === false) {
-        recovered = true;
         this.logger.info(fields, 'GPU is healthy again: it takes new attempts');
       }
     }
@@ -472,7 +471,7 @@ export class Engine {
       const inventory = this.withGpuHealth(nodeId, node.inventory);
       if (inventory) this.store.setNodeInventory(nodeId, inventory);
     }
-    return recovered;
+    return changed;
   }
 
   /** The inventory with each GPU's latest reported health. */
