@@ -30,3 +30,17 @@ void t.test('adopting after a restart restores ownership and detects conflicts',
   throwsCode(t, () => gpus.adopt('b.1', ['GPU-1']), 'GPUS_UNAVAILABLE');
   t.end();
 });
+
+void t.test('a GPU that is not healthy is not given to a new attempt; the refusal names it and why', (t) => {
+  const sick = new Map([['GPU-b', '3 uncorrected ECC errors since the driver loaded']]);
+  const alloc = new GpuAllocator(['GPU-a', 'GPU-b', 'GPU-c'], (uuid) => sick.get(uuid));
+  t.same(alloc.allocate('job-1#1', 2), ['GPU-a', 'GPU-c'], 'the healthy ones, skipping the sick one');
+  alloc.release('job-1#1');
+  t.throws(() => alloc.allocate('job-2#1', 3), {
+    code: 'GPUS_UNAVAILABLE',
+    message: 'job asks for 3 GPUs; 3 of 3 are free on this node but only 2 healthy (GPU-b: 3 uncorrected ECC errors since the driver loaded)',
+  });
+  sick.clear();
+  t.same(alloc.allocate('job-2#1', 3), ['GPU-a', 'GPU-b', 'GPU-c'], 'healthy again: used again');
+  t.end();
+});
