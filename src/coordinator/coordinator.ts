@@ -13,6 +13,9 @@ import { Engine } from './engine.ts';
 import { JobBus } from './job-bus.ts';
 import { SessionRegistry, handleConnect } from './session-handler.ts';
 import { controlHandlers } from './control-service.ts';
+import { CoordinatorMetrics } from './coordinator-metrics.ts';
+import { StatusHttpServer, isListenOff, parseListenAddress, type ReadinessCheck } from '../util/status-http-server.ts';
+import { VERSION } from '../version.ts';
 
 export interface CoordinatorTlsOptions {
   /** CA bundle (PEM file) that agent and operator client certificates must chain to. */
@@ -38,6 +41,8 @@ export interface CoordinatorOptions {
   logger?: Logger;
   /** When given, serve TLS and require client certificates signed by `ca`. */
   tls?: CoordinatorTlsOptions;
+  /** host:port of the HTTP server for /metrics, /livez and /readyz (port 0: a free port); undefined, "" or "off": none. */
+  metricsListen?: string;
 }
 
 interface Running {
@@ -60,8 +65,12 @@ function parseListen(listen: string): { host: string; port: number } {
 }
 
 export class Coordinator {
-  private readonly options: Required<Omit<CoordinatorOptions, 'tls'>> & { tls?: CoordinatorTlsOptions };
+  private readonly options: Required<Omit<CoordinatorOptions, 'tls' | 'metricsListen'>> & { tls?: CoordinatorTlsOptions };
   private readonly host: string;
+  private readonly metricsListen: string | undefined;
+  private readonly metrics: CoordinatorMetrics;
+  private statusServer: StatusHttpServer | undefined;
+  private listeningOn: string | undefined;
   private running: Running | undefined;
   private closing: Promise<void> | undefined;
 
@@ -77,6 +86,22 @@ export class Coordinator {
       throw new StevedoreError('CONFIG_INVALID', `the heartbeat interval (${heartbeatIntervalMs} ms) must be shorter than the lease (${leaseMs} ms), or every node would be lost between heartbeats`);
     }
     if (!options.dbPath) throw new StevedoreError('CONFIG_INVALID', 'dbPath is required: the file that holds the coordinator database');
+    this.metricsListen = isListenOff(options.metricsListen) ? undefined : options.metricsListen?.trim();
+    if (this.metricsListen !== undefined) {
+      const parsed = parseListenAddress(this.metricsListen);
+      if ('error' in parsed) throw new StevedoreError('CONFIG_INVALID', `metrics listen address (--metrics-listen): ${parsed.error}`);
+    }
+    this.metrics = new CoordinatorMetrics(
+      {
+        jobStates: () => this.running?.store.listJobs().map((j) => j.state) ?? [],
+        nodes: () => this.running?.engine.listNodes() ?? [],
+        sessions: () => {
+          const running = this.running;
+          return running ? running.store.listNodes().filter((n) => running.registry.isOnline(n.nodeId)).length : 0;
+        },
+      },
+      { version: VERSION },
+    );
     this.options = {
       listen: options.listen,
       dbPath: options.dbPath,
@@ -93,20 +118,38 @@ export class Coordinator {
     return this.running?.engine.duplicateEvents ?? 0;
   }
 
-  async start(): Promise<{ address: string }> {
+  /** host:port of the /metrics, /livez and /readyz server, once it listens; undefined when turned off. */
+  get metricsAddress(): string | undefined {
+    return this.statusServer?.address;
+  }
+
+  /** What /readyz reports: the store is open and the gRPC server listens. */
+  private readiness(): ReadinessCheck[] {
+    const up = this.running !== undefined && !this.closing;
+    return [
+      { name: 'store', ready: up, detail: up ? `open (${this.options.dbPath})` : 'not open' },
+      { name: 'grpc', ready: up && this.listeningOn !== undefined, detail: up && this.listeningOn ? `listening on ${this.listeningOn}` : 'not listening' },
+    ];
+  }
+
+  async start(): Promise<{ address: string; metricsAddress?: string }> {
     if (this.running) throw new StevedoreError('INTERNAL', 'the coordinator is already started');
     const { clock, logger, leaseMs, heartbeatIntervalMs } = this.options;
     const credentials = this.credentials();
+    // First, so that /livez answers while the rest starts.
+    if (this.metricsListen && !this.statusServer) {
+      this.statusServer = await StatusHttpServer.start({ listen: this.metricsListen, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
+    }
     const store = new Store(this.options.dbPath);
     const bus = new JobBus();
     const registry = new SessionRegistry();
-    const engine = new Engine({ store, sink: registry, bus, clock, logger, leaseMs, heartbeatIntervalMs });
+    const engine = new Engine({ store, sink: registry, bus, clock, logger, leaseMs, heartbeatIntervalMs, metrics: this.metrics });
     const followers = new Set<() => void>();
     const server = new grpc.Server();
     server.addService(v1.AgentSession.service, {
       Connect: (call: Parameters<typeof handleConnect>[0]) => handleConnect(call, { engine: () => engine, registry, clock, logger, leaseMs, heartbeatIntervalMs }),
     });
-    server.addService(v1.Control.service, controlHandlers({ engine: () => engine, store: () => store, bus, logger, followers }));
+    server.addService(v1.Control.service, this.metrics.instrumentControl(controlHandlers({ engine: () => engine, store: () => store, bus, logger, followers })));
     let port: number;
     try {
       port = await new Promise<number>((resolve, reject) => {
@@ -114,14 +157,17 @@ export class Coordinator {
       });
     } catch (err) {
       store.close();
+      await this.statusServer?.close();
+      this.statusServer = undefined;
       throw new StevedoreError('CONFIG_INVALID', `cannot listen on ${this.options.listen}: ${messageOf(err)}. Is another coordinator running there? Choose another address with --listen`, { cause: err });
     }
     this.running = { server, store, engine, registry, followers, timer: undefined };
     this.scheduleTick();
     engine.schedule();
     const address = `${this.host}:${port}`;
+    this.listeningOn = address;
     logger.info({ address, db: this.options.dbPath, leaseMs, heartbeatIntervalMs, tls: Boolean(this.options.tls) }, 'coordinator started');
-    return { address };
+    return { address, ...(this.statusServer ? { metricsAddress: this.statusServer.address } : {}) };
   }
 
   private credentials(): grpc.ServerCredentials {
@@ -175,6 +221,7 @@ export class Coordinator {
       });
     });
     running.store.close();
+    await this.statusServer?.close();
     this.options.logger.info('coordinator stopped');
   }
 }

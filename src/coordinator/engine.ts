@@ -32,6 +32,7 @@ import type { JobState } from './job-state.ts';
 import { planPlacement } from './scheduler.ts';
 import type { Location, NodeCapacity, PendingJob } from './scheduler.ts';
 import type { JobBus } from './job-bus.ts';
+import type { EngineMetrics } from './coordinator-metrics.ts';
 
 /** Where commands go: the open agent sessions. */
 export interface CommandSink {
@@ -50,6 +51,8 @@ export interface EngineOptions {
   logger: Logger;
   leaseMs: number;
   heartbeatIntervalMs: number;
+  /** Counts events and placements for the coordinator's metrics. */
+  metrics?: EngineMetrics;
 }
 
 /** An attempt with its history: where it ran, what it restored, why it was preempted, what its drain achieved (null: not known). */
@@ -112,6 +115,7 @@ export class Engine {
   private readonly logger: Logger;
   private readonly leaseMs: number;
   private readonly heartbeatIntervalMs: number;
+  private readonly metrics: EngineMetrics | undefined;
   /** When this coordinator started: leases of nodes without a session count from here. */
   readonly startedMs: number;
   /** Duplicate events dropped (already stored), since start. */
@@ -144,6 +148,7 @@ export class Engine {
     this.logger = options.logger;
     this.leaseMs = options.leaseMs;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs;
+    this.metrics = options.metrics;
     this.startedMs = this.clock.now();
     this.store.markOnlineNodesOffline();
   }
@@ -602,6 +607,7 @@ export class Engine {
       this.store.setHighestEventId(nodeId, ev.eventId);
       return { upToEventId: ev.eventId, duplicate: false };
     });
+    if (!result.duplicate) this.metrics?.event(ev.body ?? 'none');
     if (scheduleAfter) this.schedule();
     return result;
   }
@@ -857,11 +863,16 @@ export class Engine {
     });
     const plan = planPlacement(pending, nodes);
     const nodeById = new Map(nodeViews.map((n) => [n.nodeId, n]));
+    /** Queue waits of the placements, reported once they are committed. */
+    const waits: number[] = [];
     this.mutate(() => {
       for (const { jobId, nodeId } of plan.placed) {
         const job = this.store.getJob(jobId);
         if (!job || job.state !== 'queued') continue;
         const attempt = job.currentAttempt + 1;
+        // Queued since its submission, or since its previous attempt ended.
+        const previous = job.currentAttempt > 0 ? this.store.getAttempt(jobId, job.currentAttempt) : undefined;
+        waits.push(now - Math.max(job.createdMs, previous?.endedMs ?? 0));
         this.store.insertAttempt({
           jobId, attempt, nodeId, state: 'ATTEMPT_STATE_SCHEDULED', gpuUuids: [], exitCode: null,
           message: '', containerId: '', startedMs: now, endedMs: 0,
@@ -883,6 +894,7 @@ export class Engine {
         if (job.message !== full) this.setJobMessage(jobId, full);
       }
     });
+    for (const wait of waits) this.metrics?.placed(wait);
   }
 
   /**

@@ -14,6 +14,7 @@ interface AgentFlags {
   label?: string[];
   nvidiaSmi?: string;
   dockerHost?: string;
+  metricsListen?: string;
   logLevel?: string;
 }
 
@@ -32,6 +33,7 @@ export function registerAgent(program: Command): void {
     .option('--label <key=value>', 'node label, repeatable (zone, region, instance-type, spot)', collect)
     .option('--nvidia-smi <path>', 'nvidia-smi to query GPUs with')
     .option('--docker-host <url>', 'Docker Engine API, e.g. unix:///var/run/docker.sock (env DOCKER_HOST)')
+    .option('--metrics-listen <host:port>', 'serve /metrics, /livez and /readyz on this address, or off (default 0.0.0.0:9464; env STEVEDORE_METRICS_LISTEN)')
     .option('--log-level <level>', 'trace, debug, info, warn or error')
     .action(async (flags: AgentFlags) => {
       const config = loadAgentConfig({
@@ -47,6 +49,7 @@ export function registerAgent(program: Command): void {
           ...(flags.nvidiaSmi !== undefined && { nvidiaSmi: flags.nvidiaSmi }),
           ...(flags.dockerHost !== undefined && { dockerHost: flags.dockerHost }),
           ...(flags.logLevel !== undefined && { logLevel: flags.logLevel }),
+          ...(flags.metricsListen !== undefined && { metricsListen: flags.metricsListen }),
         },
       });
       const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent' });

@@ -10,6 +10,7 @@ interface CoordinatorFlags {
   db: string;
   leaseSeconds: string;
   heartbeatSeconds: string;
+  metricsListen: string;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -30,6 +31,7 @@ export function registerCoordinator(program: Command): void {
     .option('--db <file>', 'SQLite database holding the state', '/var/lib/stevedore/coordinator.db')
     .option('--lease-seconds <n>', 'a node silent for this long is lost', '30')
     .option('--heartbeat-seconds <n>', 'how often agents send heartbeats', '5')
+    .option('--metrics-listen <host:port>', 'serve /metrics, /livez and /readyz on this address, or off', '0.0.0.0:9465')
     .option('--tls-ca <file>', 'CA bundle for client certificates (TLS with client certificates)')
     .option('--tls-cert <file>', 'certificate chain of the coordinator')
     .option('--tls-key <file>', 'private key of the coordinator')
@@ -45,12 +47,13 @@ export function registerCoordinator(program: Command): void {
         dbPath: flags.db,
         leaseMs: seconds('lease-seconds', flags.leaseSeconds),
         heartbeatIntervalMs: seconds('heartbeat-seconds', flags.heartbeatSeconds),
+        metricsListen: flags.metricsListen,
         logger,
         ...(flags.tlsCa && flags.tlsCert && flags.tlsKey ? { tls: { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey } } : {}),
       });
-      const { address } = await coordinator.start();
-      if (flags.json) printJson({ address, db: flags.db });
-      else process.stdout.write(`stevedore coordinator listening on ${address} (state in ${flags.db})\n`);
+      const { address, metricsAddress } = await coordinator.start();
+      if (flags.json) printJson({ address, db: flags.db, ...(metricsAddress ? { metricsAddress } : {}) });
+      else process.stdout.write(`stevedore coordinator listening on ${address} (state in ${flags.db})${metricsAddress ? `; metrics and health checks on http://${metricsAddress}` : ''}\n`);
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         const onSignal = (sig: NodeJS.Signals): void => {
           process.off('SIGTERM', onSignal);
