@@ -1,13 +1,17 @@
 // A real cluster on one machine for end-to-end tests: the coordinator and
 // agents run as `stevedore` child processes (so they can be killed with
 // SIGKILL and restarted), against the private Docker engine of the test run.
+// Their logs (stdout and stderr) go to the run's log directory
+// (test/helpers/test-log.ts), and the agents' job logs are copied there at close,
+// so that the scan for secrets covers them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, openSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { ControlClient } from '../../src/client/control-client.ts';
 import { writeFakeNvidiaSmi } from './fake-gpus.ts';
+import { testLogFile } from './test-log.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const stevedoreBin = path.join(root, 'bin', 'stevedore.js');
@@ -90,7 +94,7 @@ export class Cluster {
     mkdirSync(dir, { recursive: true });
     this.coordinatorProc = new Proc(
       ['coordinator', '--listen', `127.0.0.1:${port}`, '--db', path.join(dir, 'coordinator.db'), '--lease-seconds', String(leaseSeconds), '--heartbeat-seconds', '1'],
-      path.join(dir, 'coordinator.log'),
+      testLogFile(`cluster-${port}-coordinator`),
     );
     this.client = new ControlClient({ address: this.address });
   }
@@ -141,7 +145,7 @@ export class Cluster {
       ...extraConfig,
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
-    const proc = new Proc(['agent', '--config', path.join(dir, 'agent.yaml')], path.join(dir, 'agent.log'));
+    const proc = new Proc(['agent', '--config', path.join(dir, 'agent.yaml')], testLogFile(`cluster-${this.port}-${name}`));
     const handle: AgentHandle = { name, dir, stateDir: config.stateDir, socket: config.socketPath, proc, gpuUuids: list.map((g) => g.uuid) };
     this.agents.set(name, handle);
     proc.start();
@@ -171,6 +175,10 @@ export class Cluster {
     await Promise.all([...this.agents.values()].map((a) => a.proc.stop('SIGTERM')));
     await this.coordinatorProc.stop('SIGTERM');
     this.client.close();
+    for (const agent of this.agents.values()) {
+      const jobLogs = path.join(agent.stateDir, 'logs');
+      if (existsSync(jobLogs)) cpSync(jobLogs, `${agent.proc.logFile.replace(/\.log$/, '')}-job-logs`, { recursive: true });
+    }
   }
 }
 
