@@ -1,7 +1,7 @@
 // An agent in-process against the real test engine, driven by a scripted
 // coordinator (test/helpers/fake-coordinator.ts), for agent tests.
 import type { Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
@@ -9,7 +9,7 @@ import type { AgentConfig } from '../../src/agent/agent-config.ts';
 import { LABELS } from '../../src/agent/attempt-runner.ts';
 import { DockerEngine } from '../../src/engine/docker-engine.ts';
 import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { testLog, type TestLog } from './test-log.ts';
 import { testEngineEnv } from './engine.ts';
 import { FakeCoordinator } from './fake-coordinator.ts';
 import { writeFakeNvidiaSmi } from './fake-gpus.ts';
@@ -18,6 +18,8 @@ export interface AgentSetup {
   coordinator: FakeCoordinator;
   config: AgentConfig;
   agent: Agent;
+  /** The agent's log (debug and up, JSON lines, the product's redaction), in the run's log directory. */
+  log: TestLog;
   restart(): Promise<Agent>;
 }
 
@@ -68,13 +70,15 @@ export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConf
     metrics: { listen: '127.0.0.1:0' },
     ...overrides,
   };
+  const log = testLog(`agent-${t.fullname}`, { level: 'debug', loggerName: 'stevedore-agent' });
   const s: AgentSetup = {
     coordinator,
     config,
-    agent: await Agent.start({ config, logger: silentLogger() }),
+    log,
+    agent: await Agent.start({ config, logger: log.logger }),
     async restart() {
       await s.agent.close();
-      s.agent = await Agent.start({ config, logger: silentLogger() });
+      s.agent = await Agent.start({ config, logger: log.logger });
       return s.agent;
     },
   };
@@ -82,6 +86,9 @@ export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConf
     await s.agent.close();
     for (const c of await engine.list({ [LABELS.nodeId]: s.agent.nodeId })) await engine.remove(c.id);
     await coordinator.close();
+    // The job logs join the run's logs, for the scan for secrets.
+    const jobLogs = path.join(config.stateDir, 'logs');
+    if (existsSync(jobLogs)) cpSync(jobLogs, log.file.replace(/\.log$/, '-job-logs'), { recursive: true });
     rmSync(dir, { recursive: true, force: true });
   });
   if (opts.waitForRegister ?? true) await coordinator.waitFor((m) => m.msg === 'register');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Agent } from '../../agent/agent.ts';
-import { DEFAULT_CONFIG_FILE, loadAgentConfig } from '../../agent/agent-config.ts';
-import { createLogger } from '../../util/logger.ts';
+import { DEFAULT_CONFIG_FILE, loadAgentConfig, type AgentConfig } from '../../agent/agent-config.ts';
+import { createLogger, logFormatFrom } from '../../util/logger.ts';
 import { hostShuttingDown, sdNotify } from '../../agent/systemd.ts';
 
 interface AgentFlags {
@@ -16,6 +16,21 @@ interface AgentFlags {
   dockerHost?: string;
   metricsListen?: string;
   logLevel?: string;
+  logFormat?: string;
+}
+
+/**
+ * The secret values the agent holds: S3 secret keys and session credentials,
+ * registry passwords. Its logger removes them from any line they turn up in.
+ */
+export function agentSecrets(config: Pick<AgentConfig, 's3' | 'registries'>, env: NodeJS.ProcessEnv = process.env): string[] {
+  const secrets = [
+    ...Object.values(config.s3.endpoints).map((e) => e.secretAccessKey),
+    ...config.registries.map((r) => r.password),
+    env.AWS_SECRET_ACCESS_KEY,
+    env.AWS_SESSION_TOKEN,
+  ];
+  return secrets.filter((s): s is string => s !== undefined && s !== '');
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -34,8 +49,10 @@ export function registerAgent(program: Command): void {
     .option('--nvidia-smi <path>', 'nvidia-smi to query GPUs with')
     .option('--docker-host <url>', 'Docker Engine API, e.g. unix:///var/run/docker.sock (env DOCKER_HOST)')
     .option('--metrics-listen <host:port>', 'serve /metrics, /livez and /readyz on this address, or off (default 0.0.0.0:9464; env STEVEDORE_METRICS_LISTEN)')
-    .option('--log-level <level>', 'trace, debug, info, warn or error')
+    .option('--log-level <level>', 'trace, debug, info, warn or error (env STEVEDORE_LOG_LEVEL)')
+    .option('--log-format <format>', 'json (default: one JSON object per line, for journald) or pretty (for a terminal) (env STEVEDORE_LOG_FORMAT)')
     .action(async (flags: AgentFlags) => {
+      const format = logFormatFrom(flags.logFormat);
       const config = loadAgentConfig({
         ...(flags.config ? { file: flags.config, fileIsExplicit: true } : { file: DEFAULT_CONFIG_FILE, fileIsExplicit: false }),
         env: process.env,
@@ -52,7 +69,7 @@ export function registerAgent(program: Command): void {
           ...(flags.metricsListen !== undefined && { metricsListen: flags.metricsListen }),
         },
       });
-      const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent' });
+      const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent', format, secrets: agentSecrets(config) });
       const agent = await Agent.start({ config, logger });
       sdNotify('READY=1', logger);
       logger.info({ nodeId: agent.nodeId, coordinator: config.coordinator.address, socket: config.socketPath }, 'agent running');

@@ -1,7 +1,7 @@
 // `stevedore coordinator`: runs the reference coordinator until SIGTERM/SIGINT.
 import type { Command } from 'commander';
 import { Coordinator } from '../../coordinator/coordinator.ts';
-import { createLogger } from '../../util/logger.ts';
+import { createLogger, logFormatFrom, parseLogLevel } from '../../util/logger.ts';
 import { StevedoreError } from '../../util/errors.ts';
 import { printJson } from '../output.ts';
 
@@ -15,6 +15,8 @@ interface CoordinatorFlags {
   tlsCert?: string;
   tlsKey?: string;
   json?: boolean;
+  logLevel?: string;
+  logFormat?: string;
 }
 
 function seconds(flag: string, value: string): number {
@@ -36,12 +38,16 @@ export function registerCoordinator(program: Command): void {
     .option('--tls-cert <file>', 'certificate chain of the coordinator')
     .option('--tls-key <file>', 'private key of the coordinator')
     .option('--json', 'print JSON')
+    .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace or silent (env STEVEDORE_LOG_LEVEL)')
+    .option('--log-format <format>', 'json (default: one JSON object per line, for journald) or pretty (for a terminal) (env STEVEDORE_LOG_FORMAT)')
     .action(async (flags: CoordinatorFlags) => {
       const tlsFlags = [flags.tlsCa, flags.tlsCert, flags.tlsKey].filter((f) => f !== undefined).length;
       if (tlsFlags !== 0 && tlsFlags !== 3) {
         throw new StevedoreError('CONFIG_INVALID', 'TLS needs all of --tls-ca, --tls-cert and --tls-key, or none of them');
       }
-      const logger = createLogger({ name: 'stevedore-coordinator' });
+      const envLevel = process.env.STEVEDORE_LOG_LEVEL;
+      const level = flags.logLevel !== undefined ? parseLogLevel(flags.logLevel, '--log-level') : envLevel !== undefined && envLevel !== '' ? parseLogLevel(envLevel, 'STEVEDORE_LOG_LEVEL') : 'info';
+      const logger = createLogger({ name: 'stevedore-coordinator', level, format: logFormatFrom(flags.logFormat) });
       const coordinator = new Coordinator({
         listen: flags.listen,
         dbPath: flags.db,
