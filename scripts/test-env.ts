@@ -61,8 +61,11 @@ const defaultLog = (message: string): void => {
   process.stderr.write(`[test-engine] ${message}\n`);
 };
 
-/** The Debian packages the tests need: the engine, busybox for test images, and the checkers of the install script and the systemd units. */
-const HOST_PACKAGES = ['docker.io', 'busybox-static', 'shellcheck', 'systemd'];
+/**
+ * The Debian packages the tests need: the engine, busybox for test images, the checkers of the install
+ * script and the systemd units, and the benchmarks' peers with GNU time (rclone, s3cmd, awscli, time).
+ */
+const HOST_PACKAGES = ['docker.io', 'busybox-static', 'shellcheck', 'systemd', 'rclone', 's3cmd', 'awscli', 'time'];
 
 /** Installs HOST_PACKAGES when dockerd, /bin/busybox, shellcheck or systemd-analyze is missing (Debian, as root). */
 export function ensureHostPackages(log: (message: string) => void = defaultLog): void {
@@ -97,6 +100,8 @@ function missingHostTools(): string[] {
   if (!existsSync('/bin/busybox')) missing.push('/bin/busybox');
   if (findOnPath('shellcheck') === undefined) missing.push('shellcheck');
   if (findOnPath('systemd-analyze') === undefined) missing.push('systemd-analyze');
+  // Debian's own binaries by path: `aws` on PATH may be another installation (bench/peers.ts).
+  for (const file of ['/usr/bin/rclone', '/usr/bin/s3cmd', '/usr/bin/aws', '/usr/bin/time']) if (!existsSync(file)) missing.push(file);
   return missing;
 }
 

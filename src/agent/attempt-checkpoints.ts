@@ -5,10 +5,10 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ByteBudget } from '../checkpoint/byte-budget.ts';
-import { CheckpointUploader, type CommittedCheckpoint, type UploadMetrics } from '../checkpoint/checkpoint-uploader.ts';
+import { CheckpointUploader, type CommittedCheckpoint, type UploadMetrics, type UploadProgress } from '../checkpoint/checkpoint-uploader.ts';
 import { CheckpointWatcher } from '../checkpoint/checkpoint-watcher.ts';
 import { ruleFromSpec } from '../checkpoint/commit-rules.ts';
-import { restoreNewest } from '../checkpoint/restore.ts';
+import { restoreNewest, type RestoreProgress } from '../checkpoint/restore.ts';
 import type { CheckpointSpec } from '../spec/job-spec.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { Clock } from '../util/clock.ts';
@@ -16,6 +16,7 @@ import { asStevedoreError } from '../util/errors.ts';
 import { formatBytes } from '../util/size.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventJournal } from './event-journal.ts';
+import type { AttemptProgress } from './attempt-progress.ts';
 
 export interface CheckpointServices {
   /** The object store for a job's checkpoint section (endpoint and bucket). */
@@ -50,6 +51,7 @@ export class AttemptCheckpoints {
   private watcher: CheckpointWatcher | undefined;
   private uploader: CheckpointUploader | undefined;
   private readonly note: (text: string) => void;
+  private readonly progress: AttemptProgress | undefined;
   /** What the uploader knew when it was closed, for the drain report. */
   private lastKnown: { checkpointId: string; step: number | null; committedMs: number } | undefined;
 
@@ -65,8 +67,11 @@ export class AttemptCheckpoints {
     logger: Logger;
     /** A line in the job's own log, for the people following it. */
     note: (text: string) => void;
+    /** Where the restore's and the uploads' progress goes. */
+    progress?: AttemptProgress;
   }) {
     this.note = opts.note;
+    this.progress = opts.progress;
     this.jobId = opts.jobId;
     this.attempt = opts.attempt;
     this.nodeId = opts.nodeId;
@@ -91,7 +96,16 @@ export class AttemptCheckpoints {
   async restore(signal?: AbortSignal): Promise<RestoredCheckpoint | undefined> {
     const { store, prefix } = this.services.storeFor(this.spec);
     const started = this.clock.now();
-    const result = await restoreNewest({ store, prefix, targetDir: this.hostDir, logger: this.log, clock: this.clock, ...(signal ? { signal } : {}) });
+    const progress = this.progress;
+    let result: Awaited<ReturnType<typeof restoreNewest>>;
+    try {
+      result = await restoreNewest({
+        store, prefix, targetDir: this.hostDir, logger: this.log, clock: this.clock, ...(signal ? { signal } : {}),
+        ...(progress ? { onProgress: (p: RestoreProgress) => progress.update('restore', { doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: p.checkpointId }) } : {}),
+      });
+    } finally {
+      progress?.finish('restore');
+    }
     const skipped = (result?.skipped ?? []).map((s) => `${s.checkpointId}: ${s.reason}`);
     this.journal.append({
       timeMs: this.clock.now(),
@@ -128,6 +142,7 @@ export class AttemptCheckpoints {
       keep: this.spec.keep,
       keepEvery: this.spec.keepEvery,
       onCommitted: (c) => this.committed(c, store.bucket),
+      ...(this.progress ? { onProgress: (p: UploadProgress) => this.uploadProgress(p) } : {}),
       ...(this.services.metrics ? { metrics: this.services.metrics } : {}),
     });
     this.uploader = uploader;
@@ -174,6 +189,12 @@ export class AttemptCheckpoints {
     await this.uploader?.close();
     this.watcher = undefined;
     this.uploader = undefined;
+  }
+
+  private uploadProgress(p: UploadProgress): void {
+    const snapshot = { doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: p.checkpointId };
+    if (p.finished) this.progress?.finish('upload', snapshot);
+    else this.progress?.update('upload', snapshot);
   }
 
   private committed(c: CommittedCheckpoint, bucket: string): void {

@@ -21,6 +21,7 @@ import { JobLog } from './job-log.ts';
 import { attemptKey, type JobPaths } from './job-paths.ts';
 import { formatBytes } from '../util/size.ts';
 import type { Notice } from '../preemption/notice.ts';
+import { AttemptProgress, PullProgressTotals, urlForDisplay } from './attempt-progress.ts';
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
@@ -79,6 +80,8 @@ export class AttemptRunner {
   private running: Promise<void> | undefined;
   private checkpoints: AttemptCheckpoints | undefined;
   private output: OutputMirror | undefined;
+  /** Progress events of the pull, the input download, the restore and the uploads. */
+  private readonly progress: AttemptProgress;
 
   constructor(deps: AttemptRunnerDeps, jobId: string, attempt: number) {
     this.deps = deps;
@@ -86,6 +89,7 @@ export class AttemptRunner {
     this.attempt = attempt;
     this.key = attemptKey(jobId, attempt);
     this.log = deps.logger.child({ jobId, attempt });
+    this.progress = new AttemptProgress({ jobId, attempt, sink: deps.journal, clock: deps.clock, logger: this.log });
   }
 
   get record(): AttemptRecord {
@@ -108,6 +112,7 @@ export class AttemptRunner {
     await this.running;
     await this.checkpoints?.close();
     await this.output?.close({ final: false });
+    this.progress.close();
     this.jobLog?.close();
   }
 
@@ -249,20 +254,26 @@ export class AttemptRunner {
     let lastNote = 0;
     const signal = AbortSignal.any([this.detachController.signal, this.startController.signal]);
     const auth = this.deps.registryAuth(spec.image);
-    await engine.pullImage(spec.image, {
-      ...(auth ? { auth } : {}),
-      inactivityTimeoutMs: this.deps.pullInactivityTimeoutMs,
-      signal,
-      onProgress: (p) => {
-        const now = this.deps.clock.now();
-        if (now - lastNote < 1000) return;
-        lastNote = now;
-        const bytes = p.total ? ` ${Math.round((p.current ?? 0) / 1e6)}/${Math.round(p.total / 1e6)} MB` : '';
-        const text = `pull ${spec.image}: ${p.id ? `${p.id} ` : ''}${p.status}${bytes}`;
-        jobLog.note(text);
-        this.log.info({ image: spec.image, layer: p.id, status: p.status, current: p.current, total: p.total }, 'image pull progress');
-      },
-    });
+    const totals = new PullProgressTotals();
+    try {
+      await engine.pullImage(spec.image, {
+        ...(auth ? { auth } : {}),
+        inactivityTimeoutMs: this.deps.pullInactivityTimeoutMs,
+        signal,
+        onProgress: (p) => {
+          this.progress.update('pull', { ...totals.update(p), detail: spec.image });
+          const now = this.deps.clock.now();
+          if (now - lastNote < 1000) return;
+          lastNote = now;
+          const bytes = p.total ? ` ${Math.round((p.current ?? 0) / 1e6)}/${Math.round(p.total / 1e6)} MB` : '';
+          const text = `pull ${spec.image}: ${p.id ? `${p.id} ` : ''}${p.status}${bytes}`;
+          jobLog.note(text);
+          this.log.info({ image: spec.image, layer: p.id, status: p.status, current: p.current, total: p.total }, 'image pull progress');
+        },
+      });
+    } finally {
+      this.progress.finish('pull', { ...totals.totals(), detail: spec.image });
+    }
     jobLog.note(`pulled image ${spec.image}`);
   }
 
@@ -281,6 +292,7 @@ export class AttemptRunner {
       clock: this.deps.clock,
       logger: this.log,
       note: (text) => this.openLog().note(text),
+      progress: this.progress,
     });
     return this.checkpoints;
   }
@@ -292,15 +304,21 @@ export class AttemptRunner {
     if (!input || record.inputPath) return;
     const jobLog = this.openLog();
     let lastNote = 0;
-    const prepared = await this.deps.data.inputs.prepare(input, {
-      signal: AbortSignal.any([this.detachController.signal, this.startController.signal]),
-      onProgress: (bytes, total) => {
-        const now = this.deps.clock.now();
-        if (now - lastNote < 2000) return;
-        lastNote = now;
-        jobLog.note(`downloading input: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ''}`);
-      },
-    });
+    let prepared: Awaited<ReturnType<InputCache['prepare']>>;
+    try {
+      prepared = await this.deps.data.inputs.prepare(input, {
+        signal: AbortSignal.any([this.detachController.signal, this.startController.signal]),
+        onProgress: (bytes, total) => {
+          this.progress.update('input', { doneBytes: bytes, totalBytes: total ?? 0, detail: urlForDisplay(input.url) });
+          const now = this.deps.clock.now();
+          if (now - lastNote < 2000) return;
+          lastNote = now;
+          jobLog.note(`downloading input: ${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ''}`);
+        },
+      });
+    } finally {
+      this.progress.finish('input');
+    }
     this.deps.ledger.update(this.jobId, this.attempt, { inputPath: prepared.hostPath });
     jobLog.note(`input ${prepared.reused ? 'found in the node cache' : `downloaded (${formatBytes(prepared.bytes)} in ${prepared.durationMs} ms)`}; mounted read-only at ${input.target}`);
   }
@@ -520,6 +538,7 @@ export class AttemptRunner {
     });
     this.deps.ledger.update(this.jobId, this.attempt, { state, exitCode, exitEventId: event.eventId, endedAtMs: this.deps.clock.now(), message });
     this.deps.allocator.release(this.key);
+    this.progress.close();
     this.log.info({ state, exitCode, error: error ? messageOf(error) : undefined, code: isStevedoreError(error) ? error.code : undefined }, 'attempt ended');
   }
 }

@@ -21,6 +21,7 @@
 // PENDING_BYTES_SOFT_LIMIT is the suggested bound.
 import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
 import type { DrainReport__Output } from '../gen/stevedore/v1/DrainReport.ts';
+import type { AttemptProgress__Output } from '../gen/stevedore/v1/AttemptProgress.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StevedoreError, messageOf } from '../util/errors.ts';
@@ -44,7 +45,11 @@ export type EventBody =
   | { checkpointCommitted: CheckpointCommittedBody }
   | { checkpointRestored: { checkpointId: string; step: number; bytes: number; durationMs: number; skipped: string[] } }
   | { preemptionNotice: { noticeId: string; source: string; kind: string; deadlineMs: number; receivedMs: number } }
-  | { drainReport: DrainReportBody };
+  | { drainReport: DrainReportBody }
+  | { progress: AttemptProgressBody };
+
+/** The AttemptProgress message, as journaled. */
+export type AttemptProgressBody = AttemptProgress__Output;
 
 /** The DrainReport message, as journaled. */
 export type DrainReportBody = DrainReport__Output;

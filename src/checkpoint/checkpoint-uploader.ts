@@ -55,6 +55,18 @@ export interface UploadMetrics {
   trackInFlight(count: () => number): () => void;
 }
 
+/** The upload of one checkpoint so far. */
+export interface UploadProgress {
+  checkpointId: string;
+  name: string;
+  /** At most totalBytes. */
+  doneBytes: number;
+  /** The checkpoint's files as last seen; a checkpoint still being written grows. */
+  totalBytes: number;
+  /** Committed, failed for this round, or abandoned. */
+  finished: boolean;
+}
+
 export interface UploaderStats {
   /** Every byte sent (parts and whole objects), including parts of uploads later restarted or abandoned. */
   bytesUploaded: number;
@@ -87,6 +99,8 @@ export interface CheckpointUploaderOptions {
   keep: number;
   keepEvery: number;
   onCommitted: (c: CommittedCheckpoint) => void;
+  /** Bytes of a checkpoint sent (or found already in the store) out of its total, as parts go out; finished once when it commits or gives up. */
+  onProgress?: (p: UploadProgress) => void;
   /** Transfers (parts, objects, hashing passes) of this job at once. Default 4. */
   concurrency?: number;
   /** How long one S3 operation is retried before the checkpoint fails for this round. Default 60,000 ms. */
@@ -169,6 +183,10 @@ interface Version {
   /** Of the candidate when the version stopped being active: a different one is a rewrite. */
   fingerprint: string | undefined;
   committed: CommittedCheckpoint | undefined;
+  /** Bytes sent for this version, or reused, for its progress. */
+  sentBytes: number;
+  /** Progress was reported for this version (its end is then reported too). */
+  progressReported: boolean;
 }
 
 /** Grants at most `size` holders at once, the best-ranked waiter first (lower rank is better). */
@@ -284,6 +302,7 @@ export class CheckpointUploader {
   private readonly keep: number;
   private readonly keepEvery: number;
   private readonly onCommitted: (c: CommittedCheckpoint) => void;
+  private readonly onProgress: ((p: UploadProgress) => void) | undefined;
   private readonly retryForMs: number;
   private readonly maxParts: number;
   private readonly slots: RankedSlots;
@@ -335,6 +354,7 @@ export class CheckpointUploader {
     this.keep = opts.keep;
     this.keepEvery = opts.keepEvery;
     this.onCommitted = opts.onCommitted;
+    this.onProgress = opts.onProgress;
     this.retryForMs = opts.retryForMs ?? DEFAULT_RETRY_FOR_MS;
     this.maxParts = maxParts;
     this.slots = new RankedSlots(concurrency);
@@ -501,6 +521,8 @@ export class CheckpointUploader {
       done: new Map(),
       fingerprint: undefined,
       committed: undefined,
+      sentBytes: 0,
+      progressReported: false,
     };
     this.syncFiles(v);
     return v;
@@ -645,6 +667,7 @@ export class CheckpointUploader {
   /** Stops a version for good: transfers cancelled, its multipart uploads aborted once they settle. */
   private retire(v: Version, state: 'abandoned' | 'dropped', why: string): void {
     v.state = state;
+    this.progressEnded(v);
     v.fingerprint = fingerprintOf(v.candidate);
     v.controller.abort(new StevedoreError('INTERNAL', `checkpoint ${v.name} ${state}: ${why}`));
     this.log.info({ checkpoint: v.name, checkpointId: v.id }, `checkpoint ${v.name} ${state}: ${why}; its multipart uploads are aborted and it is never committed`);
@@ -743,6 +766,7 @@ export class CheckpointUploader {
               this.stats.partsUploaded++;
               this.stats.bytesUploaded += length;
               this.metrics?.bytesUploaded(length);
+              this.sent(v, length);
               if (beforeComplete) this.stats.bytesUploadedBeforeComplete += length;
             })
             .catch((err: unknown) => {
@@ -833,6 +857,7 @@ export class CheckpointUploader {
       if (signal.aborted || v.state !== 'active') return;
       v.failed = true;
       this.metrics?.notCommitted('failed');
+      this.progressEnded(v);
       const where = `s3://${this.store.bucket}/${joinKey(this.prefix, v.id)}/`;
       this.log.error(
         { checkpoint: v.name, checkpointId: v.id, err: messageOf(err), code: isStevedoreError(err) ? err.code : undefined },
@@ -888,10 +913,14 @@ export class CheckpointUploader {
           const content = buffer.subarray(0, bytesRead);
           const sha256 = createHash('sha256').update(content).digest('hex');
           const reuse = this.reusable(sha256, bytesRead);
-          if (reuse) return { path, absPath, size: bytesRead, sha256, key: reuse, uploadedBytes: 0, signature };
+          if (reuse) {
+            v.sentBytes += bytesRead;
+            return { path, absPath, size: bytesRead, sha256, key: reuse, uploadedBytes: 0, signature };
+          }
           await this.s3('upload a file', key, signal, () => this.store.putObject(key, content, { signal }));
           this.stats.bytesUploaded += bytesRead;
           this.metrics?.bytesUploaded(bytesRead);
+          this.sent(v, bytesRead);
           return { path, absPath, size: bytesRead, sha256, key, uploadedBytes: bytesRead, signature };
         } finally {
           releaseBytes();
@@ -907,7 +936,10 @@ export class CheckpointUploader {
     if (this.mayReuse(size)) {
       hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { bufferBytes: HASH_BUFFER_BYTES, signal }));
       const reuse = this.reusable(hashed.sha256, hashed.size);
-      if (reuse) return { path, absPath, size: hashed.size, sha256: hashed.sha256, key: reuse, uploadedBytes: 0, signature: hashed.signature };
+      if (reuse) {
+        v.sentBytes += hashed.size;
+        return { path, absPath, size: hashed.size, sha256: hashed.sha256, key: reuse, uploadedBytes: 0, signature: hashed.signature };
+      }
     }
     const total = hashed?.size ?? size;
     const mp = await this.openUpload(v, path, choosePartSize(total, this.partSizeBytes, this.maxParts));
@@ -1076,9 +1108,35 @@ export class CheckpointUploader {
   private markCommitted(v: Version, c: CommittedCheckpoint): void {
     v.state = 'committed';
     v.committed = c;
+    v.sentBytes = Math.max(v.sentBytes, c.manifest.totalBytes);
+    this.progressEnded(v);
     v.fingerprint = fingerprintOf(v.candidate);
     this.sessionCommits.push(c);
     this.abandonOlderThanCommitted();
+  }
+
+  /** Bytes of `v` went out: its progress so far. */
+  private sent(v: Version, bytes: number): void {
+    v.sentBytes += bytes;
+    if (!this.onProgress || v.state !== 'active') return;
+    v.progressReported = true;
+    this.reportProgress(v, false);
+  }
+
+  /** The commit round of `v` ended: its last progress, once, when any was reported. */
+  private progressEnded(v: Version): void {
+    if (!this.onProgress || !v.progressReported) return;
+    v.progressReported = false;
+    this.reportProgress(v, true);
+  }
+
+  private reportProgress(v: Version, finished: boolean): void {
+    const totalBytes = v.candidate.files.reduce((sum, f) => sum + f.size, 0);
+    try {
+      this.onProgress?.({ checkpointId: v.id, name: v.name, doneBytes: Math.min(v.sentBytes, totalBytes), totalBytes, finished });
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, 'checkpoint progress listener failed');
+    }
   }
 
   private async retention(): Promise<void> {

@@ -47,6 +47,14 @@ export interface RestoreOptions {
   /** Files larger than this are fetched in ranged GETs of this size, in parallel; default 16 MiB. */
   rangeBytes?: number;
   signal?: AbortSignal;
+  /** Bytes of the checkpoint being restored written to disk so far, as they are written (from 0 again for an older one tried next). */
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+export interface RestoreProgress {
+  checkpointId: string;
+  doneBytes: number;
+  totalBytes: number;
 }
 
 export const DEFAULT_RESTORE_CONCURRENCY = 8;
@@ -117,7 +125,7 @@ export async function restoreNewest(opts: RestoreOptions): Promise<RestoreResult
     const attemptStart = clock.now();
     logger.info({ checkpointId: manifest.checkpointId, step: manifest.step, bytes: manifest.totalBytes, files: manifest.files.length, manifest: key }, `restoring checkpoint ${manifest.checkpointId} (${formatBytes(manifest.totalBytes)} in ${manifest.files.length} files) from ${where}`);
     try {
-      const finalPath = await restoreOne({ store, manifest, targetDir, concurrency, rangeBytes, signal });
+      const finalPath = await restoreOne({ store, manifest, targetDir, concurrency, rangeBytes, signal, onProgress: opts.onProgress });
       const bytes = manifest.files.reduce((sum, f) => sum + f.size, 0);
       const end = clock.now();
       const seconds = Math.max(end - attemptStart, 1) / 1000;
@@ -144,7 +152,9 @@ export async function restoreNewest(opts: RestoreOptions): Promise<RestoreResult
 }
 
 /** Downloads, verifies and moves one checkpoint into place; returns its final path. */
-async function restoreOne(args: { store: ObjectStore; manifest: Manifest; targetDir: string; concurrency: number; rangeBytes: number; signal: AbortSignal | undefined }): Promise<string> {
+async function restoreOne(args: {
+  store: ObjectStore; manifest: Manifest; targetDir: string; concurrency: number; rangeBytes: number; signal: AbortSignal | undefined; onProgress: RestoreOptions['onProgress'];
+}): Promise<string> {
   const { store, manifest, targetDir, concurrency, rangeBytes } = args;
   const name = manifest.name;
   if (name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.startsWith(STAGING_PREFIX) || name.startsWith(ASIDE_PREFIX)) {
@@ -179,7 +189,15 @@ async function restoreOne(args: { store: ObjectStore; manifest: Manifest; target
       seen.add(dest);
     }
     const semaphore = new Semaphore(concurrency);
-    const ctx: FileContext = { store, semaphore, rangeBytes, signal: controller.signal };
+    const totalBytes = manifest.files.reduce((sum, f) => sum + f.size, 0);
+    let doneBytes = 0;
+    const onProgress = args.onProgress;
+    const written = (bytes: number): void => {
+      doneBytes += bytes;
+      onProgress?.({ checkpointId: manifest.checkpointId, doneBytes, totalBytes });
+    };
+    onProgress?.({ checkpointId: manifest.checkpointId, doneBytes, totalBytes });
+    const ctx: FileContext = { store, semaphore, rangeBytes, signal: controller.signal, written };
     await mapConcurrent(manifest.files, concurrency, async (file, i) => {
       const dest = destinations[i] as string;
       try {
@@ -212,6 +230,8 @@ interface FileContext {
   semaphore: Semaphore;
   rangeBytes: number;
   signal: AbortSignal;
+  /** Bytes written to disk. */
+  written: (bytes: number) => void;
 }
 
 /** Downloads one file to `dest` and checks its size and SHA-256 against the manifest. */
@@ -244,6 +264,7 @@ async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string)
   } finally {
     await fh.close();
   }
+  ctx.written(data.length);
 }
 
 /** Writes all of `data` at `position`. */
@@ -273,6 +294,7 @@ async function downloadRanges(ctx: FileContext, file: ManifestFile, dest: string
         const expected = range.end - range.start + 1;
         if (data.length !== expected) throw new NotRestorable(`object ${file.key} for ${file.path} returned ${data.length} bytes for the range ${range.start}-${range.end}, expected ${expected}`);
         await writeAll(fh, data, range.start);
+        ctx.written(data.length);
       }),
     );
     await fh.sync();

@@ -77,6 +77,7 @@ export function jobMessage(job: JobView): Job {
       finalCheckpointIsNew: a.drain?.finalCheckpointIsNew ?? false,
       finalCommittedMs: a.drain?.committedMs ?? 0,
       drainMarginMs: a.drain?.marginMs ?? 0,
+      progress: a.progress,
     })),
   };
 }

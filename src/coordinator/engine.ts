@@ -22,6 +22,7 @@ import type { DrainReport__Output } from '../gen/stevedore/v1/DrainReport.ts';
 import type { GpuHealth__Output } from '../gen/stevedore/v1/GpuHealth.ts';
 import type { Heartbeat__Output } from '../gen/stevedore/v1/Heartbeat.ts';
 import type { Inventory__Output } from '../gen/stevedore/v1/Inventory.ts';
+import type { AttemptProgress__Output } from '../gen/stevedore/v1/AttemptProgress.ts';
 import { isAttemptActive } from './store.ts';
 import type {
   Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, DrainReportRecord, JobRecord, NodeRecord, NoticeRecord,
@@ -63,6 +64,8 @@ export interface AttemptView extends AttemptRecord {
   /** The node's notice that ended a PREEMPTED attempt. */
   notice: NoticeRecord | null;
   drain: DrainReportRecord | null;
+  /** The latest long operation the agent reported (pull, restore, input, upload); null when none since this coordinator started. */
+  progress: AttemptProgress__Output | null;
 }
 
 /** The job view: a job with its attempts and how often it was started again. */
@@ -107,6 +110,10 @@ interface Outgoing {
   command: Command;
 }
 
+function progressKey(jobId: string, attempt: number): string {
+  return `${jobId}#${attempt}`;
+}
+
 export class Engine {
   private readonly store: Store;
   private readonly sink: CommandSink;
@@ -120,6 +127,13 @@ export class Engine {
   readonly startedMs: number;
   /** Duplicate events dropped (already stored), since start. */
   duplicateEvents = 0;
+  /**
+   * The latest progress event of each attempt ("job#attempt"). Kept in memory
+   * only: it is stale within seconds, an agent sends a newer one at least once
+   * a second while an operation runs, and storing one row a second per
+   * attempt would only grow the database.
+   */
+  private readonly progress = new Map<string, AttemptProgress__Output>();
 
   private outbox: Outgoing[] = [];
   private touched = new Set<string>();
@@ -211,6 +225,10 @@ export class Engine {
   private endAttempt(a: AttemptRecord, state: AttemptStateName, message: string, exitCode: number | null = null): void {
     this.store.updateAttempt(a.jobId, a.attempt, { state, message, exitCode, endedMs: this.clock.now() });
     a.state = state;
+    // An operation the agent never reported the end of ended with the attempt.
+    const key = progressKey(a.jobId, a.attempt);
+    const p = this.progress.get(key);
+    if (p && !p.finished) this.progress.set(key, { ...p, finished: true });
     this.touched.add(a.jobId);
   }
 
@@ -251,7 +269,8 @@ export class Engine {
         // No report names it: the node's newest notice stored before the attempt ended.
         notice = noticesOf(a.nodeId).filter((n) => !n.advisory && n.storedMs <= a.endedMs).at(-1) ?? null;
       }
-      return { ...a, restore: restores.get(a.attempt) ?? null, placement: placements.get(a.attempt) ?? null, notice, drain };
+      const progress = this.progress.get(progressKey(a.jobId, a.attempt)) ?? null;
+      return { ...a, restore: restores.get(a.attempt) ?? null, placement: placements.get(a.attempt) ?? null, notice, drain, progress };
     });
     return { ...job, attempts, restarts: this.store.getRestarts(job.jobId) };
   }
@@ -577,6 +596,11 @@ export class Engine {
       if (ev.eventId !== node.highestEventId + 1) {
         this.logger.warn({ nodeId, eventId: ev.eventId, expected: node.highestEventId + 1 }, 'gap in event ids; the missing events will not be applied');
       }
+      if (ev.progress) {
+        this.applyProgress(nodeId, ev.jobId, ev.attempt, ev.progress);
+        this.store.setHighestEventId(nodeId, ev.eventId);
+        return { upToEventId: ev.eventId, duplicate: false };
+      }
       const kind = ev.body ?? 'none';
       this.store.insertEvent({
         nodeId, eventId: ev.eventId, timeMs: ev.timeMs, jobId: ev.jobId, attempt: ev.attempt, kind,
@@ -610,6 +634,16 @@ export class Engine {
     if (!result.duplicate) this.metrics?.event(ev.body ?? 'none');
     if (scheduleAfter) this.schedule();
     return result;
+  }
+
+  /** Keeps the newest progress of an attempt of this node; an ended attempt's is finished whatever it says. */
+  private applyProgress(nodeId: string, jobId: string, attemptNo: number, p: AttemptProgress__Output): void {
+    const attempt = this.store.getAttempt(jobId, attemptNo);
+    if (!attempt || attempt.nodeId !== nodeId) {
+      this.logger.debug({ nodeId, jobId, attempt: attemptNo }, 'progress for an attempt this node does not run; ignored');
+      return;
+    }
+    this.progress.set(progressKey(jobId, attemptNo), { ...p, finished: p.finished || !isAttemptActive(attempt.state) });
   }
 
   private applyStateChanged(job: JobRecord, attempt: AttemptRecord, sc: AttemptStateChanged__Output): void {
