@@ -154,7 +154,12 @@ export class ControlClient {
     const details = e.details || (err instanceof Error ? err.message : String(err));
     if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
       const why = e.code === grpc.status.DEADLINE_EXCEEDED ? `no answer within ${Math.round(this.deadlineMs / 1000)} s` : details;
-      return new StevedoreError('COORDINATOR_UNREACHABLE', `cannot reach the coordinator at ${this.address}: is \`stevedore coordinator\` running? (${method}: ${why})`, { cause: err });
+      return new StevedoreError(
+        'COORDINATOR_UNREACHABLE',
+        `cannot reach the coordinator at ${this.address}: is \`stevedore coordinator\` running? (${method}: ${why}). ` +
+          `If it listens elsewhere, give its address with --coordinator HOST:PORT or $${COORDINATOR_ENV} (default ${DEFAULT_COORDINATOR_ADDRESS})`,
+        { cause: err },
+      );
     }
     const sent = e.metadata?.get(ERROR_CODE_METADATA_KEY)[0];
     const code = typeof sent === 'string' && KNOWN_CODES.has(sent) ? (sent as ErrorCode) : fallbackCode(e.code);

@@ -20,7 +20,12 @@ export interface RunningCli {
 }
 
 export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  return startProcess(process.execPath, [BIN, ...args], env);
+}
+
+/** Any program (for example `script`, which gives the CLI a pseudo-terminal), with its output collected. */
+export function startProcess(command: string, args: string[], env: Record<string, string> = {}): RunningCli {
+  const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,9 +2,11 @@
 // job with its attempts. `--agent` asks the agent on this host instead.
 import type { Command } from 'commander';
 import { COORDINATOR_OPTION_HELP, withControlClient } from '../../client/control-client.ts';
-import type { CheckpointInfo, JobInfo, NodeInfo } from '../../client/control-client.ts';
+import type { CheckpointInfo, ControlClient, JobInfo, NodeInfo } from '../../client/control-client.ts';
 import { messageOf } from '../../util/errors.ts';
-import { formatTable, printJson } from '../output.ts';
+import { formatTable, parsePollSeconds, printJson, UsageError } from '../output.ts';
+import { formatProgressLine, formatProgressShort, outputMode, useColor } from '../progress.ts';
+import { watchJob } from '../watch.ts';
 
 const ACTIVE_JOB_STATES = new Set(['scheduled', 'running', 'cancelling']);
 
@@ -38,33 +40,102 @@ function usedGpus(jobs: JobInfo[]): Map<string, number> {
   return used;
 }
 
-export function formatOverview(nodes: NodeInfo[], jobs: JobInfo[], now: number): string {
+type GpuInfo = NonNullable<NodeInfo['inventory']>['gpus'][number];
+
+/** A GPU whose last health check found problems (unset health: not checked, counted as healthy). */
+function isUnhealthy(g: GpuInfo): boolean {
+  return g.health !== null && g.health !== undefined && !g.health.healthy;
+}
+
+/** "healthy/allocated/total"; healthy is "-" while no GPU of the node has been checked. */
+export function gpuCounts(n: NodeInfo, allocated: number): string {
+  const gpus = n.inventory?.gpus ?? [];
+  const checked = gpus.some((g) => g.health !== null && g.health !== undefined);
+  const healthy = checked ? String(gpus.filter((g) => !isUnhealthy(g)).length) : '-';
+  return `${healthy}/${allocated}/${gpus.length}`;
+}
+
+/** The nodes table; with verbose, every GPU that is not healthy with its problems (and, with all, every GPU). */
+export function formatNodes(nodes: NodeInfo[], jobs: JobInfo[], now: number, opts: { verbose?: boolean } = {}): string {
+  if (nodes.length === 0) return 'no nodes have registered yet';
   const used = usedGpus(jobs);
-  const nodeTable = nodes.length === 0
-    ? 'no nodes have registered yet'
-    : formatTable(
-      ['NODE', 'STATE', 'GPUS FREE/TOTAL', 'LABELS', 'LAST SEEN'],
-      nodes.map((n) => {
-        const total = n.inventory?.gpus.length ?? 0;
-        return [
-          n.nodeId,
-          n.state,
-          `${Math.max(0, total - (used.get(n.nodeId) ?? 0))}/${total}`,
-          Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
-          n.lastSeenMs ? `${formatAge(now - n.lastSeenMs)} ago` : '-',
-        ];
-      }),
-    );
-  const jobTable = jobs.length === 0
-    ? 'no jobs yet: submit one with `stevedore submit SPEC.yaml`'
-    : formatTable(
-      ['JOB', 'STATE', 'NODE', 'ATTEMPT', 'GPUS', 'AGE', 'MESSAGE'],
-      jobs.map((j) => {
-        const a = currentAttempt(j);
-        return [j.jobId, j.state, a?.nodeId ?? '-', a ? String(a.attempt) : '-', String(j.spec?.resources?.gpus ?? 0), formatAge(now - j.createdMs), j.message];
-      }),
-    );
-  return `${nodeTable}\n\n${jobTable}\n`;
+  const table = formatTable(
+    ['NODE', 'STATE', 'ZONE', 'GPUS OK/USED/TOTAL', 'LABELS', 'LAST SEEN'],
+    nodes.map((n) => [
+      n.nodeId,
+      n.state,
+      n.labels.zone || n.labels.region || '-',
+      gpuCounts(n, Math.max(n.allocatedGpuUuids.length, used.get(n.nodeId) ?? 0)),
+      Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      n.lastSeenMs ? `${formatAge(now - n.lastSeenMs)} ago` : '-',
+    ]),
+  );
+  const unhealthy = nodes.flatMap((n) => (n.inventory?.gpus ?? []).filter(isUnhealthy).map((g) => ({ node: n, gpu: g })));
+  if (unhealthy.length === 0) return table;
+  if (!opts.verbose) {
+    const where = [...new Set(unhealthy.map((u) => u.node.nodeId))].join(', ');
+    const one = unhealthy.length === 1;
+    return `${table}\n\n${unhealthy.length} GPU${one ? ' is' : 's are'} not healthy (on ${where}) and ${one ? 'gets' : 'get'} no new jobs: \`stevedore status --nodes -v\` shows why`;
+  }
+  const gpuTable = formatTable(
+    ['NODE', 'GPU', 'UUID', 'TEMP', 'PROBLEMS'],
+    unhealthy.map(({ node, gpu }) => [
+      node.nodeId,
+      String(gpu.index),
+      gpu.uuid,
+      gpu.health && gpu.health.temperatureC >= 0 ? `${gpu.health.temperatureC} C` : '-',
+      gpu.health?.problems.join('; ') || 'unhealthy',
+    ]),
+  );
+  return `${table}\n\nGPUs not healthy (they get no new jobs):\n${gpuTable}`;
+}
+
+/** The newest committed checkpoint step of each job that has a checkpoint section ("?" when the list failed). */
+export type CheckpointSteps = Map<string, string>;
+
+export function formatJobs(jobs: JobInfo[], now: number, steps: CheckpointSteps = new Map()): string {
+  if (jobs.length === 0) return 'no jobs yet: submit one with `stevedore submit SPEC.yaml`';
+  return formatTable(
+    ['JOB', 'NAME', 'STATE', 'NODE', 'ATTEMPT', 'GPUS', 'AGE', 'CHECKPOINT', 'PROGRESS', 'MESSAGE'],
+    jobs.map((j) => {
+      const a = currentAttempt(j);
+      return [
+        j.jobId,
+        j.spec?.name ?? '-',
+        j.state,
+        a?.nodeId ?? '-',
+        a ? String(a.attempt) : '-',
+        String(j.spec?.resources?.gpus ?? 0),
+        formatAge(now - j.createdMs),
+        steps.get(j.jobId) ?? '-',
+        ACTIVE_JOB_STATES.has(j.state) ? formatProgressShort(a?.progress) : '-',
+        j.message,
+      ];
+    }),
+  );
+}
+
+export function formatOverview(nodes: NodeInfo[], jobs: JobInfo[], now: number, steps: CheckpointSteps = new Map()): string {
+  return `${formatNodes(nodes, jobs, now)}\n\n${formatJobs(jobs, now, steps)}\n`;
+}
+
+/** Asks for the checkpoints of the jobs that have a checkpoint section, a few at a time. */
+async function checkpointSteps(client: ControlClient, jobs: JobInfo[]): Promise<CheckpointSteps> {
+  const steps: CheckpointSteps = new Map();
+  const todo = jobs.filter((j) => j.spec?.checkpoint);
+  const worker = async (): Promise<void> => {
+    for (let job = todo.shift(); job; job = todo.shift()) {
+      const id = job.jobId;
+      try {
+        const newest = (await client.listCheckpoints(id))[0];
+        steps.set(id, newest ? (newest.step >= 0 ? `step ${newest.step}` : newest.checkpointId) : 'none');
+      } catch {
+        steps.set(id, '?');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, todo.length) }, worker));
+  return steps;
 }
 
 type AttemptInfo = JobInfo['attempts'][number];
@@ -127,6 +198,13 @@ export function preemptionLine(a: AttemptInfo): string | undefined {
   return `attempt ${a.attempt} preempted: ${notice}; ${drain}`;
 }
 
+/** The current attempt's latest long operation, when it reported one: "progress:    pulling ...  (3s ago)". */
+export function progressLines(job: JobInfo, now: number): string[] {
+  const p = currentAttempt(job)?.progress;
+  if (!p) return [];
+  return [`progress:    ${formatProgressLine(p)}  (${formatAge(now - p.updatedMs)} ago)`];
+}
+
 /** One job with its attempts; checkpoints as ListCheckpoints answered (an Error when it failed). */
 export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo[] | Error = []): string {
   const spec = job.spec;
@@ -139,6 +217,7 @@ export function formatJob(job: JobInfo, now: number, checkpoints: CheckpointInfo
     `gpus:        ${spec?.resources?.gpus ?? 0}`,
     `checkpoints: ${checkpointSummary(job, checkpoints, now)}`,
     `preemptions: ${restartSummary(job)}`,
+    ...progressLines(job, now),
     `created:     ${new Date(job.createdMs).toISOString()} (${formatAge(now - job.createdMs)} ago)`,
     `updated:     ${new Date(job.updatedMs).toISOString()} (${formatAge(now - job.updatedMs)} ago)`,
     '',
@@ -176,6 +255,10 @@ interface StatusFlags {
   coordinator?: string;
   json?: boolean;
   agent?: string | true;
+  watch?: boolean;
+  nodes?: boolean;
+  verbose?: boolean;
+  pollSeconds: string;
 }
 
 export function registerStatus(program: Command): void {
@@ -185,14 +268,28 @@ export function registerStatus(program: Command): void {
     .argument('[job]', 'job id')
     .option('--coordinator <host:port>', COORDINATOR_OPTION_HELP)
     .option('--agent [socket]', "ask the agent on this host (its local socket) instead of the coordinator")
-    .option('--json', 'print JSON')
+    .option('--nodes', 'show the nodes only')
+    .option('-v, --verbose', 'with --nodes (or the overview): the GPUs that are not healthy, and why')
+    .option('-w, --watch', 'with JOB: follow its long operations (pull, restore, input, upload) until it ends; exit 0 only if it succeeded')
+    .option('--poll-seconds <n>', 'how often --watch asks for the job', '1')
+    .option('--json', 'print JSON (with --watch: one object per line for each change)')
     .action(async (jobId: string | undefined, flags: StatusFlags) => {
       if (flags.agent !== undefined) {
         const socket = flags.agent;
         await import('./agent-status.ts').then((m) => m.printAgentStatus(socket, Boolean(flags.json)));
         return;
       }
+      if (flags.watch && jobId === undefined) throw new UsageError('--watch follows one job: give its id, as in `stevedore status JOB --watch`');
+      if (flags.nodes && jobId !== undefined) throw new UsageError('--nodes shows the nodes of the fleet; leave out the job id, or leave out --nodes');
+      const pollMs = parsePollSeconds(flags.pollSeconds);
       await withControlClient(flags.coordinator, async (client) => {
+        if (jobId !== undefined && flags.watch) {
+          const env = process.env;
+          const isTTY = Boolean(process.stdout.isTTY);
+          const job = await watchJob(client, jobId, { mode: outputMode({ json: Boolean(flags.json), isTTY, env }), color: useColor({ isTTY, env }), pollMs, out: process.stdout });
+          process.exitCode = job.state === 'succeeded' ? 0 : 1;
+          return;
+        }
         if (jobId !== undefined) {
           const job = await client.getJob(jobId);
           // The checkpoints are a secondary part of the answer: a failure to list them is shown, not fatal.
@@ -208,8 +305,18 @@ export function registerStatus(program: Command): void {
           return;
         }
         const [nodes, jobs] = await Promise.all([client.listNodes(), client.listJobs()]);
-        if (flags.json) printJson({ nodes, jobs });
-        else process.stdout.write(formatOverview(nodes, jobs, Date.now()));
+        if (flags.nodes) {
+          if (flags.json) printJson({ nodes });
+          else process.stdout.write(`${formatNodes(nodes, jobs, Date.now(), { verbose: Boolean(flags.verbose) })}\n`);
+          return;
+        }
+        if (flags.json) {
+          printJson({ nodes, jobs });
+          return;
+        }
+        const steps = await checkpointSteps(client, jobs);
+        const now = Date.now();
+        process.stdout.write(`${formatNodes(nodes, jobs, now, { verbose: Boolean(flags.verbose) })}\n\n${formatJobs(jobs, now, steps)}\n`);
       });
     });
 }

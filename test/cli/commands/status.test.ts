@@ -1,7 +1,9 @@
 import t from 'tap';
 import { ControlClient } from '../../../src/client/control-client.ts';
-import { runCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { CHECKPOINT, FakeAgent, spec } from '../../coordinator/fake-agent.ts';
+import type { NodeInfo } from '../../../src/client/control-client.ts';
+import { formatNodes } from '../../../src/cli/commands/status.ts';
+import { BIN, runCli, startCli, startProcess, startTestCoordinator } from '../../client/run-cli.ts';
+import { CHECKPOINT, FakeAgent, eventually, spec } from '../../coordinator/fake-agent.ts';
 
 void t.test('status shows nodes and jobs, human and JSON; status JOB shows the attempts', async (t) => {
   const { address, env } = await startTestCoordinator(t);
@@ -19,11 +21,11 @@ void t.test('status shows nodes and jobs, human and JSON; status JOB shows the a
 
   const human = await runCli(['status'], env);
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /NODE\s+STATE\s+GPUS FREE\/TOTAL\s+LABELS\s+LAST SEEN/);
-  t.match(human.stdout, /node-a\s+online\s+2\/4\s+zone=eu-1\s+\d+s ago/);
-  t.match(human.stdout, /JOB\s+STATE\s+NODE\s+ATTEMPT\s+GPUS\s+AGE\s+MESSAGE/);
-  t.match(human.stdout, new RegExp(`${running.jobId}\\s+running\\s+node-a\\s+1\\s+2\\s+\\d+s\\s+running on node-a`));
-  t.match(human.stdout, new RegExp(`${waiting.jobId}\\s+queued\\s+-\\s+-\\s+4\\s+\\d+s\\s+waiting for 4 free GPUs; free now: node-a 2`));
+  t.match(human.stdout, /NODE\s+STATE\s+ZONE\s+GPUS OK\/USED\/TOTAL\s+LABELS\s+LAST SEEN/);
+  t.match(human.stdout, /node-a\s+online\s+eu-1\s+-\/2\/4\s+zone=eu-1\s+\d+s ago/, 'GPU health not checked yet: "-" healthy');
+  t.match(human.stdout, /JOB\s+NAME\s+STATE\s+NODE\s+ATTEMPT\s+GPUS\s+AGE\s+CHECKPOINT\s+PROGRESS\s+MESSAGE/);
+  t.match(human.stdout, new RegExp(`${running.jobId}\\s+train\\s+running\\s+node-a\\s+1\\s+2\\s+\\d+s\\s+-\\s+-\\s+running on node-a`));
+  t.match(human.stdout, new RegExp(`${waiting.jobId}\\s+big\\s+queued\\s+-\\s+-\\s+4\\s+\\d+s\\s+-\\s+-\\s+waiting for 4 free GPUs; free now: node-a 2`));
   t.ok(human.stdout.indexOf(waiting.jobId) < human.stdout.indexOf(running.jobId), 'newest job first');
 
   const json = await runCli(['status', '--json'], env);
@@ -145,7 +147,8 @@ void t.test('status JOB shows the history: hosts, zones, preempted and lost atte
   t.match(human.stdout, '\nattempt 2 lost: no notice, node-b stopped answering or lost it; counted as a preemption\n');
 
   const overview = await runCli(['status'], env);
-  t.match(overview.stdout, /\nnode-a\s+preempting\s+1\/1\s+zone=us-east-1a,region=us-east-1/);
+  t.match(overview.stdout, /\nnode-a\s+preempting\s+us-east-1a\s+-\/0\/1\s+zone=us-east-1a,region=us-east-1/);
+  t.match(overview.stdout, new RegExp(`\\n${job.jobId}\\s+train\\s+\\w+\\s+node-b\\s+3\\s+1\\s+\\d+s\\s+none\\s+-\\s+`), 'a job with a checkpoint section and none committed');
 
   const json = await runCli(['status', job.jobId, '--json'], env);
   t.match(JSON.parse(json.stdout), {
@@ -157,4 +160,136 @@ void t.test('status JOB shows the history: hosts, zones, preempted and lost atte
       { attempt: 3, resume: true },
     ],
   });
+});
+
+const MiB = 1024 * 1024;
+
+function pull(doneMiB: number, finished = false): { progress: { phase: string; doneBytes: number; totalBytes: number; detail: string; updatedMs: number; finished: boolean } } {
+  return { progress: { phase: 'pull', doneBytes: doneMiB * MiB, totalBytes: 290 * MiB, detail: 'trainer:1', updatedMs: Date.now(), finished } };
+}
+
+void t.test('status shows the progress of a long operation; --watch follows it in plain lines and JSON lines, and exits with the job', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const agent = new FakeAgent(address, 'node-a');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    agent.kill();
+    client.close();
+  });
+  await agent.register({ gpus: 1 });
+  const job = await client.submitJob(spec('train', 1, { checkpoint: CHECKPOINT }));
+  await agent.takeStart();
+  await agent.committed(job.jobId, 1, 'step-000100', 100);
+  await agent.event(job.jobId, 1, pull(100));
+
+  const overview = await runCli(['status'], env);
+  t.match(overview.stdout, new RegExp(`\\n${job.jobId}\\s+train\\s+scheduled\\s+node-a\\s+1\\s+1\\s+\\d+s\\s+step 100\\s+pull 34%\\s+`), 'the last checkpoint step and the progress');
+  const one = await runCli(['status', job.jobId], env);
+  t.match(one.stdout, /\nprogress: {4}pulling trainer:1 {2}\[####\.{8}\] {3}34% {2}100\/290 MiB {2}\(\d+s ago\)\n/);
+  const oneJson = JSON.parse((await runCli(['status', job.jobId, '--json'], env)).stdout) as { attempts: { progress: unknown }[] };
+  t.match(oneJson.attempts[0]?.progress, { phase: 'pull', doneBytes: 100 * MiB, totalBytes: 290 * MiB, detail: 'trainer:1', finished: false });
+
+  const plain = startCli(['status', job.jobId, '--watch', '--poll-seconds', '0.1'], env);
+  const json = startCli(['status', job.jobId, '--watch', '--json', '--poll-seconds', '0.1'], env);
+  const jsonLines = (): { state: string; progress: { doneBytes: number; finished: boolean } | null }[] =>
+    json.stdout().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { state: string; progress: { doneBytes: number; finished: boolean } | null });
+  // Each update is sent once both watchers have seen the one before.
+  await eventually(() => plain.stdout().includes('100/290 MiB') && jsonLines().some((l) => l.progress?.doneBytes === 100 * MiB), 30_000);
+  await agent.event(job.jobId, 1, pull(200));
+  await eventually(() => jsonLines().some((l) => l.progress?.doneBytes === 200 * MiB), 10_000);
+  await agent.event(job.jobId, 1, pull(290, true));
+  await eventually(() => plain.stdout().includes('pulled') && jsonLines().some((l) => l.progress?.finished), 10_000);
+  await agent.exited(job.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0);
+
+  const p = await plain.result;
+  t.equal(p.code, 0, p.stderr);
+  t.equal(
+    p.stdout,
+    'pulling trainer:1  [####........]   34%  100/290 MiB\n' +
+      // The update at 200 MiB came within 5 s of the first line: plain output shows the end instead.
+      'pulled trainer:1  [############]  100%  290/290 MiB\n' +
+      `${job.jobId} succeeded: succeeded (exit code 0)\n`,
+  );
+  const j = await json.result;
+  t.equal(j.code, 0, j.stderr);
+  const lines = jsonLines();
+  t.same([...new Set(lines.filter((l) => l.progress).map((l) => `${l.progress?.doneBytes}:${l.progress?.finished}`))], [`${100 * MiB}:false`, `${200 * MiB}:false`, `${290 * MiB}:true`], 'the bytes moved to the total, then finished');
+  t.equal(lines.at(-1)?.state, 'succeeded');
+});
+
+void t.test('status JOB --watch on a terminal redraws the line in place; NO_COLOR leaves the colour out', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const agent = new FakeAgent(address, 'node-a');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    agent.kill();
+    client.close();
+  });
+  await agent.register({ gpus: 1 });
+  const job = await client.submitJob(spec('train', 1));
+  await agent.takeStart();
+  await agent.event(job.jobId, 1, pull(100));
+  // `script` gives the CLI a pseudo-terminal and copies what it wrote.
+  const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} status ${job.jobId} --watch --poll-seconds 0.1`;
+  const tty = startProcess('script', ['-qec', command, '/dev/null'], { ...env, TERM: 'xterm', NO_COLOR: '1' });
+  await eventually(() => tty.stdout().includes('100/290 MiB'), 30_000);
+  await agent.event(job.jobId, 1, pull(290, true));
+  await eventually(() => tty.stdout().includes('pulled'), 10_000);
+  await agent.exited(job.jobId, 1, 'ATTEMPT_STATE_FAILED', 3);
+  const r = await tty.result;
+  t.equal(r.code, 1, 'the job failed: exit 1');
+  t.equal(
+    r.stdout.replaceAll('\r\n', '\n'),
+    '\r\x1b[2Kpulling trainer:1  [####........]   34%  100/290 MiB' +
+      '\r\x1b[2Kpulled trainer:1  [############]  100%  290/290 MiB\n' +
+      `${job.jobId} failed: exited with code 3\n`,
+  );
+});
+
+void t.test('--nodes -v shows the GPUs that are not healthy and why; without -v a hint', (t) => {
+  const gpu = (index: number, health: unknown): unknown => ({ index, uuid: `GPU-${index}`, name: 'H100', memoryMib: 81920, driverVersion: '', pciBusId: '', health });
+  const healthy = { uuid: '', healthy: true, problems: [], temperatureC: 40, eccUncorrectedVolatile: 0, xids: [], checkedMs: 1 };
+  const node = {
+    nodeId: 'node-a', hostname: 'node-a', state: 'online', labels: { zone: 'eu-1' }, lastSeenMs: 0, agentVersion: '', allocatedGpuUuids: ['GPU-0'],
+    inventory: { gpus: [gpu(0, healthy), gpu(1, { ...healthy, healthy: false, temperatureC: 91, problems: ['XID 79: the GPU fell off the bus', '3 uncorrected ECC errors'] }), gpu(2, null)] },
+  } as unknown as NodeInfo;
+  const unchecked = { ...node, nodeId: 'node-b', inventory: { gpus: [gpu(0, null)] }, allocatedGpuUuids: [], labels: {} } as unknown as NodeInfo;
+  const brief = formatNodes([node, unchecked], [], 0);
+  t.equal(
+    brief,
+    'NODE    STATE   ZONE  GPUS OK/USED/TOTAL  LABELS     LAST SEEN\n' +
+      'node-a  online  eu-1  2/1/3               zone=eu-1  -\n' +
+      'node-b  online  -     -/0/1               -          -\n' +
+      '\n' +
+      '1 GPU is not healthy (on node-a) and gets no new jobs: `stevedore status --nodes -v` shows why',
+  );
+  const verbose = formatNodes([node, unchecked], [], 0, { verbose: true });
+  t.match(verbose, '\nGPUs not healthy (they get no new jobs):\nNODE    GPU  UUID   TEMP  PROBLEMS\nnode-a  1    GPU-1  91 C  XID 79: the GPU fell off the bus; 3 uncorrected ECC errors');
+  t.end();
+});
+
+void t.test('usage errors exit 2 and say what to write', async (t) => {
+  const watch = await runCli(['status', '--watch']);
+  t.equal(watch.code, 2);
+  t.equal(watch.stderr, 'stevedore: --watch follows one job: give its id, as in `stevedore status JOB --watch`\n');
+  const poll = await runCli(['status', 'job-1', '--watch', '--poll-seconds', 'soon']);
+  t.equal(poll.code, 2);
+  t.match(poll.stderr, '--poll-seconds must be a number of seconds');
+  const unknown = await runCli(['status', '--bogus']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, "unknown option '--bogus'");
+  const missing = await runCli(['cancel']);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, "missing required argument 'job'");
+  const help = await runCli(['status', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, '--watch');
+});
+
+void t.test('an unreachable coordinator: exit 1, its address and how to set it', async (t) => {
+  const r = await runCli(['status', '--json'], { STEVEDORE_COORDINATOR: '127.0.0.1:1' });
+  t.equal(r.code, 1);
+  t.equal(r.stdout, '', 'nothing a script could take for an answer');
+  t.match(r.stderr, 'stevedore: cannot reach the coordinator at 127.0.0.1:1: is `stevedore coordinator` running?');
+  t.match(r.stderr, 'give its address with --coordinator HOST:PORT or $STEVEDORE_COORDINATOR (default 127.0.0.1:7443) [COORDINATOR_UNREACHABLE]');
 });
