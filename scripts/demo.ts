@@ -59,7 +59,7 @@ async function main(): Promise<number> {
     say(`S3-compatible server (s3rver) on ${s3.endpoint}, bucket stevedore-demo`);
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
-    coordinator = start(['coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', '2'], path.join(dir, 'coordinator.log'));
+    coordinator = start(['coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', '2', '--metrics-listen', '127.0.0.1:0'], path.join(dir, 'coordinator.log'));
     const control = new ControlClient({ address });
     await waitUntil(async () => control.listNodes().then(() => true, () => false), 20000, () => readFileSync(path.join(dir, 'coordinator.log'), 'utf8'));
     say(`Coordinator listening on ${address} (state in ${path.join(dir, 'coordinator.db')})`);
@@ -77,6 +77,8 @@ async function main(): Promise<number> {
         s3: { endpoints: { default: s3.config } },
         checkpoints: { partSizeMiB: 5, maxInFlightMiB: 64, rescanSeconds: 1 },
         preemption,
+        // Two agents on one host: each serves /metrics on a free port ("metrics listening" in its log).
+        metrics: { listen: '127.0.0.1:0' },
       };
       writeFileSync(path.join(dir, `${name}.yaml`), stringify(config));
       const child = start(['agent', '--config', path.join(dir, `${name}.yaml`)], path.join(dir, `${name}.log`));
@@ -124,6 +126,15 @@ async function main(): Promise<number> {
     }
     say('stevedore status --agent (the agent on this host, over its local socket)');
     await runCli(['status', '--agent', socket]);
+    say('What Prometheus reads from each agent (GET /metrics, a few of the metrics)');
+    for (const name of ['demo-node-a', 'demo-node-b']) {
+      const listening = readFileSync(path.join(dir, `${name}.log`), 'utf8').split('\n').filter((l) => l.includes('"metrics listening"')).at(-1);
+      const metricsAddress = listening ? (JSON.parse(listening) as { address?: string }).address : undefined;
+      if (!metricsAddress) continue;
+      const text = await fetch(`http://${metricsAddress}/metrics`).then((r) => r.text(), () => '');
+      const shown = text.split('\n').filter((l) => /^stevedore_(checkpoint_uploaded_bytes_total|checkpoint_commits_total|checkpoint_time_to_commit_seconds_(count|sum)|preemption_notices_total|drain_duration_seconds_count|drain_margin_seconds_(count|sum)|session_connected)[ {]/.test(l));
+      process.stdout.write(`  ${name} (http://${metricsAddress}/metrics)\n${shown.map((l) => `    ${l}`).join('\n')}\n`);
+    }
     say(code === 0 ? 'Demo finished: the job survived the preemption and ran to completion, no step lost.' : `Demo finished: the job did not succeed (exit ${code}); logs in ${dir}`);
     control.close();
     return code;

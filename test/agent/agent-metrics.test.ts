@@ -6,6 +6,7 @@ import { loadAgentConfig } from '../../src/agent/agent-config.ts';
 import { setupAgent, trainerSpec } from '../helpers/agent-harness.ts';
 import { freePort, waitUntil } from '../helpers/cluster.ts';
 import { FakeCoordinator } from '../helpers/fake-coordinator.ts';
+import { writeFakeNvidiaSmi } from '../helpers/fake-gpus.ts';
 import { checkNaming, httpGet, scrape } from '../helpers/prometheus.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 
@@ -36,7 +37,9 @@ void t.test('metrics.listen: default, environment, flag, off, and a bad value na
 
 void t.test('readyz is 503 naming the session until it registers, then 200; livez 200; unknown paths 404', async (t) => {
   const port = await freePort();
-  const { agent } = await setupAgent(t, 2, { coordinator: { address: `127.0.0.1:${port}`, tls: undefined } }, { waitForRegister: false });
+  // Two GPUs, the second with uncorrected ECC errors.
+  const nvidiaSmiPath = writeFakeNvidiaSmi(t.testdir(), [{}, { fields: { 'ecc.errors.uncorrected.volatile.total': 3 } }]);
+  const { agent } = await setupAgent(t, 2, { coordinator: { address: `127.0.0.1:${port}`, tls: undefined }, nvidiaSmiPath }, { waitForRegister: false });
   const address = addressOf(agent);
   t.match(address, /^127\.0\.0\.1:\d+$/);
 
@@ -61,7 +64,7 @@ void t.test('readyz is 503 naming the session until it registers, then 200; live
   t.ok((metrics.value('stevedore_session_reconnects_total') ?? 0) >= 1, 'the failed dials before the coordinator came count as reconnects');
   t.equal(metrics.value('stevedore_agent_gpus', { state: 'total' }), 2);
   t.equal(metrics.value('stevedore_agent_gpus', { state: 'allocated' }), 0);
-  t.equal(metrics.value('stevedore_agent_gpus', { state: 'unhealthy' }), 0);
+  t.equal(metrics.value('stevedore_agent_gpus', { state: 'unhealthy' }), 1, 'the GPU with ECC errors');
   t.equal(metrics.value('stevedore_build_info', { version: agent.status().agentVersion ?? '' }), 1);
   t.ok((metrics.value('process_resident_memory_bytes') ?? 0) > 0, 'process metrics too');
   checkNaming(t, metrics, 'stevedore_');

@@ -16,6 +16,7 @@ import { DockerEngine } from '../../src/engine/docker-engine.ts';
 import { v1, type CoordinatorMessage__Output } from '../../src/proto/load.ts';
 import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
 import { Cluster, waitUntil } from '../helpers/cluster.ts';
+import { httpGet, scrape } from '../helpers/prometheus.ts';
 import { gpuRecords, testEngineEnv } from '../helpers/engine.ts';
 
 const env = testEngineEnv();
@@ -89,6 +90,19 @@ void t.test('three 2-GPU jobs on two agents with four GPUs each: all run, no GPU
   const ended = await Promise.all(jobs.map((j) => cluster.waitForJob(j.jobId, ['succeeded', 'failed', 'cancelled'], 90000)));
   t.same(ended.map((j) => j.state), ['succeeded', 'succeeded', 'failed']);
   t.same(ended.map((j) => currentAttempt(j).exitCode), [0, 0, 3], 'exit codes reached the coordinator');
+
+  // Every process serves its metrics and health checks on a port of its own (127.0.0.1:0).
+  const [metricsA, metricsB, metricsC] = await Promise.all([a.proc.metricsAddress(), b.proc.metricsAddress(), cluster.coordinatorProc.metricsAddress()]);
+  t.equal(new Set([metricsA, metricsB, metricsC]).size, 3, 'two agents and the coordinator on one host, three ports');
+  for (const address of [metricsA, metricsB, metricsC]) t.equal((await httpGet(address, '/readyz')).status, 200, `${address} is ready`);
+  const fleet = await scrape(metricsC);
+  t.equal(fleet.value('stevedore_coordinator_jobs', { state: 'succeeded' }), 2);
+  t.equal(fleet.value('stevedore_coordinator_jobs', { state: 'failed' }), 1);
+  t.ok((fleet.value('stevedore_coordinator_placements_total') ?? 0) >= 3, 'each job was placed');
+  t.equal(fleet.value('stevedore_coordinator_gpus', { state: 'total' }), 8);
+  const agents = [await scrape(metricsA), await scrape(metricsB)];
+  t.same(agents.map((m) => m.value('stevedore_agent_gpus', { state: 'total' })), [4, 4]);
+  t.same(agents.map((m) => m.value('stevedore_session_connected')), [1, 1]);
 
   const nodes = await cluster.client.listNodes();
   const gpusOf = new Map(nodes.map((n) => [n.nodeId, new Set(n.inventory?.gpus.map((g) => g.uuid))]));

@@ -68,6 +68,23 @@ class Proc {
   log(): string {
     return readFileSync(this.logFile, 'utf8');
   }
+
+  /** host:port of the /metrics, /livez and /readyz server, from the process's newest "metrics listening" log line. */
+  async metricsAddress(timeoutMs = 10000): Promise<string> {
+    let address: string | undefined;
+    await waitUntil(() => {
+      for (const line of this.log().split('\n')) {
+        if (!line.includes('"metrics listening"')) continue;
+        try {
+          address = (JSON.parse(line) as { address?: string }).address ?? address;
+        } catch {
+          // not a JSON log line
+        }
+      }
+      return address !== undefined;
+    }, timeoutMs, () => `no "metrics listening" line in ${this.logFile}`);
+    return address ?? '';
+  }
 }
 
 export interface AgentHandle {
@@ -93,7 +110,7 @@ export class Cluster {
     this.dockerHost = dockerHost;
     mkdirSync(dir, { recursive: true });
     this.coordinatorProc = new Proc(
-      ['coordinator', '--listen', `127.0.0.1:${port}`, '--db', path.join(dir, 'coordinator.db'), '--lease-seconds', String(leaseSeconds), '--heartbeat-seconds', '1'],
+      ['coordinator', '--listen', `127.0.0.1:${port}`, '--db', path.join(dir, 'coordinator.db'), '--lease-seconds', String(leaseSeconds), '--heartbeat-seconds', '1', '--metrics-listen', '127.0.0.1:0'],
       testLogFile(`cluster-${port}-coordinator`),
     );
     this.client = new ControlClient({ address: this.address });
@@ -142,6 +159,8 @@ export class Cluster {
       logLevel: 'debug',
       // Tests never ask the link-local metadata address; drills point a detector at a stand-in on loopback.
       preemption: { cloud: 'none' },
+      // Agents share this host: each gets a free port (proc.metricsAddress()).
+      metrics: { listen: '127.0.0.1:0' },
       ...extraConfig,
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
