@@ -153,6 +153,14 @@ export class Engine {
    */
   private readonly gpuHealth = new Map<string, Map<string, GpuHealth__Output>>();
   private readonly goneAt = new Map<string, number>();
+  /**
+   * Lease renewals heard and not yet stored (node -> time of its latest
+   * message). A heartbeat must not cost a disk flush of its own: with
+   * thousands of nodes the flushes alone would fill the event loop. They are
+   * stored together, once per tick and before any view of the nodes; a
+   * restart loses nothing that matters, as leases count from the start then.
+   */
+  private readonly seenSince = new Map<string, number>();
 
   constructor(options: EngineOptions) {
     this.store = options.store;
@@ -282,6 +290,7 @@ export class Engine {
   }
 
   listNodes(): NodeView[] {
+    this.flushSeen();
     const active = this.store.activeAttempts();
     const gpusOf = this.jobGpuLookup();
     const preempting = this.store.preemptingNodes();
@@ -421,6 +430,7 @@ export class Engine {
 
   /** Stores the node as online; returns the highest event id stored for it. */
   register(reg: Register__Output): number {
+    this.seenSince.delete(reg.nodeId);
     return this.mutate(() => {
       const now = this.clock.now();
       this.registeredAt.set(reg.nodeId, ++this.sequence);
@@ -565,6 +575,7 @@ export class Engine {
 
   /** The node's current session ended. */
   disconnected(nodeId: string): void {
+    this.seenSince.delete(nodeId);
     this.mutate(() => {
       const node = this.store.getNode(nodeId);
       if (!node || node.state !== 'online') return;
@@ -577,9 +588,19 @@ export class Engine {
     this.logger.info({ nodeId }, 'node offline');
   }
 
-  /** Any message from the node renews its lease. */
+  /** Any message from the node renews its lease (stored with the next flushSeen()). */
   seen(nodeId: string): void {
-    this.store.touchNode(nodeId, this.clock.now());
+    this.seenSince.set(nodeId, this.clock.now());
+  }
+
+  /** Stores the lease renewals heard since the last call, in one transaction. */
+  flushSeen(): void {
+    if (this.seenSince.size === 0) return;
+    const batch = [...this.seenSince];
+    this.seenSince.clear();
+    this.store.transaction(() => {
+      for (const [nodeId, ms] of batch) this.store.touchNode(nodeId, ms);
+    });
   }
 
   /** Stores and applies one event; returns the id to acknowledge (cumulative). */
@@ -951,6 +972,7 @@ export class Engine {
 
   /** Marks nodes lost whose lease ran out; places jobs held back by a recent refusal. */
   tick(): void {
+    this.flushSeen();
     const now = this.clock.now();
     let lost = false;
     for (const node of this.store.listNodes()) {
