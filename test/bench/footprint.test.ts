@@ -1,0 +1,24 @@
+// The smoke version of the footprint benchmark: a short idle window and a small upload; sane figures (never speed).
+import t from 'tap';
+import path from 'node:path';
+import { cpuSeconds, rssBytes } from '../../bench/footprint-proc.ts';
+import { footprint } from '../../bench/footprint.ts';
+
+void t.test('/proc readings of this process', (t) => {
+  t.ok((rssBytes(process.pid) ?? 0) > 10e6, 'resident memory above 10 MB');
+  t.ok((cpuSeconds(process.pid) ?? -1) > 0, 'some CPU used');
+  t.equal(rssBytes(2 ** 22 + 12345), undefined, 'no such process');
+  t.end();
+});
+
+void t.test("the agent's memory and CPU, idle and while uploading, with rclone beside it", async (t) => {
+  const dir = t.testdir({});
+  const result = await footprint({ smoke: true, workDir: path.join(dir, 'work'), plotDir: path.join(dir, 'bench'), log: (line) => t.comment(line) });
+  const ours = new Map((result.cases[0]?.subjects[0]?.figures ?? []).map((f) => [f.name, f]));
+  const idle = ours.get('RSS idle, 2 jobs running');
+  t.ok(idle && idle.median > 20 && idle.runs >= 10, `idle RSS sampled (${idle?.median} MB over ${idle?.runs} samples)`);
+  t.ok((ours.get('peak RSS while uploading 64 MiB')?.median ?? 0) >= (idle?.min ?? Infinity), 'the peak while uploading is at least the idle floor');
+  t.ok((ours.get('CPU idle, 2 jobs running')?.median ?? -1) >= 0);
+  t.ok((ours.get('CPU seconds per GiB uploaded')?.median ?? 0) > 0);
+  t.equal(result.cases[0]?.targets.length, 2);
+});
