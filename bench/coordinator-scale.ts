@@ -1,0 +1,225 @@
+// Coordinator scale: a real coordinator process and a fleet of light agents
+// (session clients in two processes, each on its own connection) registering
+// and heartbeating; then 1,000 jobs submitted through the Control API and
+// placed; then control commands while the fleet heartbeats and the jobs run
+// and end. Measured: the time to register the fleet, the coordinator's CPU,
+// the time to place the jobs, and the latency of commands.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ControlClient } from '../src/client/control-client.ts';
+import { validateJobSpec } from '../src/spec/job-spec.ts';
+import { VERSION } from '../src/version.ts';
+import { freePort, waitUntil } from '../test/helpers/cluster.ts';
+import { cdfPlot, writePlot } from './svg.ts';
+import { LightAgents, type LightAgentsLine } from './coordinator-scale-agents.ts';
+import { cpuSeconds } from './footprint-proc.ts';
+import { percentile, type BenchResult, type Benchmark, type BenchOptions, type Figure } from './types.ts';
+
+const stevedoreBin = path.resolve(import.meta.dirname, '..', 'bin', 'stevedore.js');
+
+interface ScalePlan {
+  agents: number;
+  processes: number;
+  jobs: number;
+  /** Seconds of each measured window (heartbeats only; commands). */
+  windowSeconds: number;
+  heartbeatSeconds: number;
+  holdMs: number;
+  submitters: number;
+}
+
+function plan(smoke: boolean): ScalePlan {
+  return smoke
+    ? { agents: 50, processes: 1, jobs: 20, windowSeconds: 2, heartbeatSeconds: 1, holdMs: 1000, submitters: 4 }
+    : { agents: 2000, processes: 2, jobs: 1000, windowSeconds: 10, heartbeatSeconds: 5, holdMs: 8000, submitters: 8 };
+}
+
+function single(name: string, unit: string, value: number, better: 'lower' | 'higher' = 'lower', runs = 1): Figure {
+  return { name, unit, median: value, min: value, max: value, runs, better };
+}
+
+function latencyFigures(what: string, values: number[]): Figure[] {
+  const round = (v: number): number => Math.round(v * 10) / 10;
+  return [
+    { name: `${what} p50`, unit: 'ms', median: round(percentile(values, 50)), min: round(Math.min(...values)), max: round(Math.max(...values)), runs: values.length, better: 'lower' },
+    { name: `${what} p99`, unit: 'ms', median: round(percentile(values, 99)), min: round(Math.min(...values)), max: round(Math.max(...values)), runs: values.length, better: 'lower' },
+  ];
+}
+
+/** Calls fn back to back for the window; returns each call's latency in ms. */
+async function timedLoop(seconds: number, fn: () => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** The coordinator's CPU use over fn, in core-seconds per second. */
+async function cpuOver<T>(pid: number, fn: () => Promise<T>): Promise<{ result: T; cores: number }> {
+  const c0 = cpuSeconds(pid) ?? 0;
+  const t0 = Date.now();
+  const result = await fn();
+  return { result, cores: ((cpuSeconds(pid) ?? 0) - c0) / Math.max(0.001, (Date.now() - t0) / 1000) };
+}
+
+export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<BenchResult> => {
+  const p = plan(opts.smoke);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-bench-scale-'));
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  mkdirSync(opts.workDir, { recursive: true });
+  const logFile = path.join(opts.workDir, 'coordinator.log');
+  const fd = openSync(logFile, 'a');
+  const coordinator = spawn(process.execPath, [stevedoreBin, 'coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', String(p.heartbeatSeconds), '--lease-seconds', String(p.heartbeatSeconds * 6)], {
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const pid = coordinator.pid;
+  const client = new ControlClient({ address, deadlineMs: 60_000 });
+  const fleets: LightAgents[] = [];
+  const registered: number[] = [];
+  const started = new Map<string, number>();
+  try {
+    if (pid === undefined) throw new Error('the coordinator did not start');
+    await waitUntil(async () => {
+      try {
+        await client.listNodes();
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000, () => `the coordinator did not answer; its log:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+
+    // 1. The fleet registers.
+    const onLine = (line: LightAgentsLine): void => {
+      if (line.t === 'registered') registered.push(line.ms);
+      else if (line.t === 'start') started.set(line.jobId, line.ms);
+    };
+    const perProcess = Math.ceil(p.agents / p.processes);
+    const regStart = Date.now();
+    const reg = await cpuOver(pid, async () => {
+      for (let i = 0; i < p.processes; i++) {
+        const count = Math.min(perProcess, p.agents - i * perProcess);
+        fleets.push(new LightAgents({ address, count, prefix: `node-${i}`, gpus: 8, holdMs: p.holdMs, connectPer100Ms: Math.ceil(100 / p.processes) }, onLine));
+      }
+      await waitUntil(() => registered.length >= p.agents, 300_000, () => `${registered.length} of ${p.agents} agents registered`);
+    });
+    const registerSeconds = (Math.max(...registered) - regStart) / 1000;
+    opts.log(`coordinator-scale: ${p.agents} agents registered in ${registerSeconds.toFixed(1)} s (coordinator ${reg.cores.toFixed(2)} cores)`);
+
+    // 2. Heartbeats only.
+    const idle = await cpuOver(pid, () => new Promise((r) => setTimeout(r, p.windowSeconds * 1000)));
+    opts.log(`coordinator-scale: ${p.agents} agents heartbeating every ${p.heartbeatSeconds} s: coordinator ${idle.cores.toFixed(3)} cores`);
+
+    // 3. Jobs submitted through the Control API and placed.
+    const spec = validateJobSpec({ name: 'scale', image: 'bench/none:1', command: ['true'], resources: { gpus: 1 }, pullPolicy: 'never' });
+    const submitted = new Map<string, number>();
+    const submitLatency: number[] = [];
+    const placeStart = Date.now();
+    const place = await cpuOver(pid, async () => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: p.submitters }, async () => {
+          while (next < p.jobs) {
+            next++;
+            const t = performance.now();
+            const sentMs = Date.now();
+            const job = await client.submitJob(spec);
+            submitLatency.push(performance.now() - t);
+            submitted.set(job.jobId, sentMs);
+          }
+        }),
+      );
+      await waitUntil(() => [...submitted.keys()].every((id) => started.has(id)), 300_000, () => `${[...submitted.keys()].filter((id) => started.has(id)).length} of ${p.jobs} jobs reached their node`);
+    });
+    const placedMs = Math.max(...[...submitted.keys()].map((id) => started.get(id) ?? 0));
+    const placeSeconds = (placedMs - placeStart) / 1000;
+    const startLatency = [...submitted].map(([id, sent]) => (started.get(id) ?? sent) - sent);
+    opts.log(`coordinator-scale: ${p.jobs} jobs submitted and placed in ${placeSeconds.toFixed(1)} s (coordinator ${place.cores.toFixed(2)} cores); submit to StartJob p99 ${percentile(startLatency, 99).toFixed(0)} ms`);
+
+    // 4. Commands while the fleet heartbeats and the jobs report RUNNING, then SUCCEEDED.
+    const ids = [...submitted.keys()];
+    const commands = await cpuOver(pid, async () => {
+      const getJob = timedLoop(p.windowSeconds, () => client.getJob(ids[Math.floor(Math.random() * ids.length)] ?? ''));
+      const listJobs = timedLoop(p.windowSeconds, () => client.listJobs());
+      return { getJob: await getJob, listJobs: await listJobs };
+    });
+    opts.log(`coordinator-scale: GetJob p99 ${percentile(commands.result.getJob, 99).toFixed(1)} ms, ListJobs (${p.jobs} jobs) p99 ${percentile(commands.result.listJobs, 99).toFixed(1)} ms (coordinator ${commands.cores.toFixed(2)} cores)`);
+
+    const stats = await Promise.all(fleets.map((f) => f.stop()));
+    fleets.length = 0;
+    const rtts = stats.flatMap((s) => s.heartbeatRttMs);
+    const sessionErrors = stats.reduce((n, s) => n + s.sessionErrors, 0);
+
+    const plots = [
+      writePlot(
+        opts.plotDir,
+        'coordinator-scale-latency.svg',
+        cdfPlot({
+          title: `Coordinator with ${p.agents} agents: latency`,
+          xLabel: 'milliseconds',
+          series: [
+            { name: 'heartbeat round trip', values: rtts },
+            { name: 'GetJob', values: commands.result.getJob },
+            { name: `ListJobs (${p.jobs} jobs)`, values: commands.result.listJobs },
+            { name: 'SubmitJob to StartJob at the agent', values: startLatency },
+          ],
+          logX: true,
+        }),
+      ),
+    ];
+    const round2 = (v: number): number => Math.round(v * 100) / 100;
+    const figures: Figure[] = [
+      single(`time to register ${p.agents} agents`, 's', round2(registerSeconds)),
+      single('coordinator CPU, heartbeats only', 'cores', round2(idle.cores)),
+      single(`time to submit and place ${p.jobs} jobs`, 's', round2(placeSeconds)),
+      single(`coordinator CPU while placing`, 'cores', round2(place.cores)),
+      single(`coordinator CPU during commands`, 'cores', round2(commands.cores)),
+      ...latencyFigures('heartbeat round trip', rtts),
+      ...latencyFigures('SubmitJob', submitLatency),
+      ...latencyFigures('SubmitJob to StartJob at the agent', startLatency),
+      ...latencyFigures('GetJob', commands.result.getJob),
+      ...latencyFigures(`ListJobs (${p.jobs} jobs)`, commands.result.listJobs),
+    ];
+    const p99 = (name: string): number => figures.find((f) => f.name === `${name} p99`)?.median ?? NaN;
+    const maxCores = Math.max(idle.cores, place.cores, commands.cores);
+    return {
+      id: 'coordinator-scale',
+      title: 'Coordinator scale',
+      command: 'npm run bench -- --only coordinator-scale',
+      method: [
+        `A real coordinator process (\`stevedore coordinator\`, SQLite in WAL mode with synchronous writes, logging at info) and ${p.agents} light agents in ${p.processes} process${p.processes === 1 ? '' : 'es'}: raw @grpc/grpc-js AgentSession clients, each on its own connection, registering with 8 GPUs and heartbeating every ${p.heartbeatSeconds} s (the interval the coordinator gives), acknowledging StartJob, reporting RUNNING at once and SUCCEEDED ${p.holdMs / 1000} s later.`,
+        `The phases: registration (opened at about 100 sessions per 100 ms; a failed session is opened again after a random pause of 0.2 to 1 s); ${p.windowSeconds} s of heartbeats only; ${p.jobs} jobs of 1 GPU submitted through the Control API by ${p.submitters} concurrent callers, until every StartJob reached its agent; ${p.windowSeconds} s of GetJob (a random job) and ListJobs back to back, while the jobs report.`,
+        "CPU is the coordinator process' utime + stime over each phase, per second of wall time (1.0 = one core). Latencies are measured at the caller; percentiles by nearest rank.",
+        `Session errors seen by the agents: ${sessionErrors}.`,
+      ].join(' '),
+      cases: [
+        {
+          name: `${p.agents} agents, ${p.jobs} jobs`,
+          subjects: [{ name: 'stevedore', version: VERSION, figures }],
+          ratios: [],
+          targets: [
+            { text: `one core holds ${p.agents} agents`, met: maxCores < 1, detail: `coordinator CPU ${round2(idle.cores)} cores with heartbeats only, ${round2(place.cores)} while placing, ${round2(commands.cores)} during commands` },
+            { text: 'p99 of a command under 100 ms', met: p99('GetJob') < 100 && p99('SubmitJob') < 100, detail: `GetJob p99 ${p99('GetJob')} ms, SubmitJob p99 ${p99('SubmitJob')} ms, heartbeat round trip p99 ${p99('heartbeat round trip')} ms, ListJobs of ${p.jobs} jobs p99 ${p99(`ListJobs (${p.jobs} jobs)`)} ms` },
+          ],
+        },
+      ],
+      plots,
+    };
+  } finally {
+    await Promise.all(fleets.map((f) => f.stop()));
+    client.close();
+    coordinator.kill('SIGTERM');
+    await new Promise<void>((resolve) => {
+      if (coordinator.exitCode !== null || coordinator.signalCode !== null) resolve();
+      else coordinator.once('exit', () => resolve());
+    });
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
