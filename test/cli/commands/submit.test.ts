@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../../src/client/control-client.ts';
 import { runCli, startCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { FakeAgent } from '../../coordinator/fake-agent.ts';
+import { FakeAgent, eventually } from '../../coordinator/fake-agent.ts';
 
 const SPEC = 'name: demo\nimage: trainer:1\ncommand: ["python", "train.py"]\nresources:\n  gpus: 1\n';
 
@@ -81,4 +81,30 @@ void t.test('an unreachable coordinator is named in the error', async (t) => {
   t.equal(r.code, 1);
   t.match(r.stderr, 'stevedore: cannot reach the coordinator at 127.0.0.1:1: is `stevedore coordinator` running?');
   t.match(r.stderr, '[COORDINATOR_UNREACHABLE]');
+});
+
+void t.test('submit --wait shows the progress of the long operations (plain lines when not a terminal), then the end', async (t) => {
+  const { address, env } = await startTestCoordinator(t);
+  const agent = new FakeAgent(address, 'node-a');
+  t.teardown(() => agent.kill());
+  await agent.register({ gpus: 2 });
+  const cli = startCli(['submit', specFile(t), '--wait', '--poll-seconds', '0.1'], env);
+  const start = await agent.takeStart();
+  const MiB = 1024 * 1024;
+  const pull = (done: number, finished: boolean): { progress: { phase: string; doneBytes: number; totalBytes: number; detail: string; updatedMs: number; finished: boolean } } =>
+    ({ progress: { phase: 'pull', doneBytes: done * MiB, totalBytes: 8 * MiB, detail: 'trainer:1', updatedMs: Date.now(), finished } });
+  await agent.event(start.jobId, 1, pull(2, false));
+  await eventually(() => cli.stdout().includes('2.0/8.0 MiB'), 30_000);
+  await agent.event(start.jobId, 1, pull(8, true));
+  await eventually(() => cli.stdout().includes('pulled'), 10_000);
+  await agent.exited(start.jobId, 1, 'ATTEMPT_STATE_SUCCEEDED', 0);
+  const r = await cli.result;
+  t.equal(r.code, 0, r.stderr);
+  t.equal(
+    r.stdout,
+    `${start.jobId}\n` +
+      'pulling trainer:1  [###.........]   25%  2.0/8.0 MiB\n' +
+      'pulled trainer:1  [############]  100%  8.0/8.0 MiB\n' +
+      `${start.jobId} succeeded: succeeded (exit code 0)\n`,
+  );
 });
