@@ -11,16 +11,20 @@ import { cleanEnv, downloadCommand, findPeers, measure, type Command, type Peer 
 import { barPlot } from './report.ts';
 import { writePlot } from './svg.ts';
 import type { BenchCase, BenchOptions, BenchResult, Benchmark, Subject } from './types.ts';
-import { missedNote, sizeLabel, stevedorePartSize } from './upload.ts';
+import { benchCommand, missedNote, sizeLabel, stevedorePartSize, uploadSizes } from './upload.ts';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-cli.ts');
 /** The peers the issue compares restore with. */
 const RESTORE_PEERS = new Set(['rclone', 'awscli']);
 const PREFIX = 'restore/job';
 
+/** 4 GiB in 2 runs; the largest of the upload sizes when STEVEDORE_BENCH_GIB narrows them (see uploadSizes). */
 function restoreSize(smoke: boolean): { bytes: number; runs: number; layout: CheckpointLayout } {
   if (smoke) return { bytes: 24 * MIB, runs: 1, layout: checkpointLayout(24 * MIB, { shards: 2, smallFiles: 8, smallBytes: 256 * 1024 }) };
-  return { bytes: 4 * GIB, runs: 2, layout: checkpointLayout(4 * GIB, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) };
+  const largest = Math.max(...uploadSizes(false).map((s) => s.bytes));
+  const bytes = process.env.STEVEDORE_BENCH_GIB === undefined ? 4 * GIB : largest;
+  const runs = Number(process.env.STEVEDORE_BENCH_RUNS ?? 0);
+  return { bytes, runs: runs > 0 ? runs : 2, layout: checkpointLayout(bytes, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) };
 }
 
 /** Bytes of the checkpoint's own files under `dir` (Stevedore's manifest, which peers copy too, left out). */
@@ -116,7 +120,7 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
   return {
     id: 'restore',
     title: 'Restore: download and verify a checkpoint',
-    command: opts.smoke ? 'npm run bench -- --smoke --only restore' : 'npm run bench -- --only restore',
+    command: benchCommand(opts.smoke, 'restore'),
     method: [
       `One ${sizeLabel(size.bytes)} checkpoint (the upload benchmark's layout: ${size.layout.files.length} files) is committed once by Stevedore to each endpoint; then every subject downloads all of it into an empty directory, interleaved over ${size.runs} run${size.runs === 1 ? '' : 's'}.`,
       'Stevedore is the agent\'s restoreNewest (`bench/stevedore-cli.ts restore`): it reads the manifest, fetches large files in parallel 16 MiB ranges (8 requests at once), checks every file\'s size and SHA-256 against the manifest, flushes every file and directory to disk (fsync) and renames the checkpoint into place. The peers are `rclone copy` and `aws s3 cp --recursive` with their defaults; neither checks a SHA-256 nor flushes to disk, so Stevedore does strictly more work per byte.',

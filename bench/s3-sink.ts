@@ -410,6 +410,7 @@ export async function startS3Sink(opts: { port?: number; synthetic?: SyntheticCo
           res.end();
           return;
         }
+        if (!o.body && synthetic?.rotationOf(key) === undefined) throw new SinkError(501, 'NotImplemented', `the sink discarded the bytes of ${key} and has no synthetic content for it`);
         const { start, end } = range ?? { start: 0, end: o.size - 1 };
         res.writeHead(range ? 206 : 200, { ...objectHeaders(o), 'content-length': end - start + 1, ...(range ? { 'content-range': `bytes ${start}-${end}/${o.size}` } : {}) });
         await writeBody(res, key, o, start, end);

@@ -21,9 +21,15 @@ export interface UploadSize {
   layout: CheckpointLayout;
 }
 
+/**
+ * The checkpoint sizes: 1 and 4 GiB (3 and 2 runs). On a machine too busy to finish in time,
+ * STEVEDORE_BENCH_GIB (e.g. "1") and STEVEDORE_BENCH_RUNS (e.g. "2") narrow them; the method text says so.
+ */
 export function uploadSizes(smoke: boolean): UploadSize[] {
   if (smoke) return [{ bytes: 24 * MIB, runs: 1, layout: checkpointLayout(24 * MIB, { shards: 2, smallFiles: 8, smallBytes: 256 * 1024 }) }];
-  return [1, 4].map((g) => ({ bytes: g * GIB, runs: g === 1 ? 3 : 2, layout: checkpointLayout(g * GIB, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) }));
+  const gib = (process.env.STEVEDORE_BENCH_GIB ?? '1,4').split(',').map(Number).filter((g) => Number.isFinite(g) && g > 0);
+  const runs = Number(process.env.STEVEDORE_BENCH_RUNS ?? 0);
+  return (gib.length > 0 ? gib : [1, 4]).map((g) => ({ bytes: g * GIB, runs: runs > 0 ? runs : g <= 1 ? 3 : 2, layout: checkpointLayout(g * GIB, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) }));
 }
 
 /** Part size for Stevedore: the agent's default (16 MiB), or S3's minimum in smoke mode so that multipart uploads run there too. */
@@ -151,7 +157,7 @@ export const upload: Benchmark = async (opts: BenchOptions): Promise<BenchResult
   return {
     id: 'upload',
     title: 'Upload: a complete checkpoint to S3',
-    command: opts.smoke ? 'npm run bench -- --smoke --only upload' : 'npm run bench -- --only upload',
+    command: benchCommand(opts.smoke, 'upload'),
     method: [
       `Each case uploads one complete checkpoint directory (${sizes.map((s) => `${sizeLabel(s.bytes)}: ${describeLayout(s.layout)}`).join('; ')}), written once per size as a repeating random 1 MiB block read from a different offset in every file (no file equals another).`,
       'Every subject runs as a child process under GNU time (`/usr/bin/time`): wall time is measured around the child, CPU seconds are the child\'s user + system time, peak RSS its maximum resident set.',
@@ -167,6 +173,12 @@ export const upload: Benchmark = async (opts: BenchOptions): Promise<BenchResult
     plots,
   };
 };
+
+/** The command line that produced a benchmark's figures, with the size settings it ran under. */
+export function benchCommand(smoke: boolean, id: string): string {
+  const env = ['STEVEDORE_BENCH_GIB', 'STEVEDORE_BENCH_RUNS'].filter((k) => !smoke && process.env[k] !== undefined).map((k) => `${k}=${process.env[k]} `).join('');
+  return `${env}npm run bench -- ${smoke ? '--smoke ' : ''}--only ${id}`;
+}
 
 /** The missed targets of the run, then what profiling found. */
 export function missedNote(cases: BenchCase[], why: string): string {
