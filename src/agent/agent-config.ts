@@ -67,7 +67,7 @@ export interface PreemptionConfig {
   safetyMarginSeconds: number;
   /** SIGTERM drains the jobs: at host shutdown only (auto), on every SIGTERM (always), or never. */
   drainOnSigterm: DrainOnSigterm;
-  /** The window a SIGTERM drain gets; keep it below the unit's TimeoutStopSec (90 s). */
+  /** The window a SIGTERM drain gets; keep it below the unit's TimeoutStopSec (120 s). */
   sigtermWindowSeconds: number;
 }
 
