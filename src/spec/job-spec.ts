@@ -3,10 +3,10 @@
 // session may carry anything. Both sides use this module.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument, visit } from 'yaml';
 import { z } from 'zod';
 import { parseS3Url } from '../storage/object-store.ts';
-import { StevedoreError } from '../util/errors.ts';
+import { StevedoreError, messageOf } from '../util/errors.ts';
 import { parseSize } from '../util/size.ts';
 
 /** The validated spec; its shape is the JobSpec message of proto/stevedore/v1/common.proto. */
@@ -96,7 +96,7 @@ const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IMAGE_RE = /^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
 const size = (what: string) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
+  z.union([z.string(), z.number()], { error: `${what} must be a size such as 512Mi, 2Gi or a number of bytes` }).transform((value, ctx) => {
     const bytes = parseSize(value);
     if (bytes === undefined) {
       ctx.addIssue({ code: 'custom', message: `${what} must be a size such as 512Mi, 2Gi or a number of bytes, not ${JSON.stringify(value)}` });
@@ -167,11 +167,11 @@ const userSchema = z
   .object({
     name: z.string().regex(NAME_RE, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit'),
     image: z.string().min(1, 'is required, for example "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime"').max(512).regex(IMAGE_RE, 'is not a valid image reference such as "registry.example.com/team/trainer:1.2"'),
-    command: z.union([z.array(z.string().max(65536)).max(256), z.string().max(65536).transform((s) => ['/bin/sh', '-c', s])]).default([]),
+    command: z.union([z.array(z.string().max(65536)).max(256), z.string().max(65536).transform((s) => ['/bin/sh', '-c', s])], { error: 'must be a list of at most 256 strings (the argv) or one string run with /bin/sh -c, each at most 65536 characters' }).default([]),
     env: z
       .record(
         z.string().regex(ENV_NAME_RE, 'environment variable names are letters, digits and "_", not starting with a digit'),
-        z.union([z.string(), z.number(), z.boolean()]).transform(String),
+        z.union([z.string(), z.number(), z.boolean()], { error: 'environment values are strings, numbers or true/false' }).transform(String),
       )
       .default({})
       .superRefine((env, ctx) => {
@@ -217,7 +217,7 @@ const userSchema = z
         z.partialRecord(z.enum(ULIMIT_NAMES), z.union([ulimitValue, z.object({ soft: ulimitValue, hard: ulimitValue }).strict()])).transform((rec) =>
           Object.entries(rec).map(([name, v]) => (typeof v === 'number' ? { name, soft: v, hard: v } : { name, ...v })),
         ),
-      ])
+      ], { error: `must be a mapping such as {nofile: 65536, memlock: {soft: 1024, hard: 2048}} or a list of {name, soft, hard}; names are ${ULIMIT_NAMES.join(', ')}; limits are whole numbers, -1 for unlimited` })
       .default([]),
     hostIpc: z.boolean().default(false),
     hostNetwork: z.boolean().default(false),
@@ -254,7 +254,11 @@ function describeIssues(error: z.ZodError, source: string): string {
   const lines = error.issues.slice(0, 10).map((issue) => {
     const where = issue.path.length === 0 ? 'spec' : issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
     let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: check the spelling (fields are camelCase, see docs/job-spec.md)`;
+    if (issue.code === 'unrecognized_keys') {
+      const named = issue.keys.slice(0, 10).map((k) => JSON.stringify(k.length > 64 ? `${k.slice(0, 64)}...` : k)).join(', ');
+      const more = issue.keys.length > 10 ? ` and ${issue.keys.length - 10} more` : '';
+      message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${named}${more}: check the spelling (fields are camelCase, see docs/job-spec.md)`;
+    }
     if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) message = 'is required';
     return `  ${where}: ${message}`;
   });
@@ -281,6 +285,35 @@ export function validateJobSpec(input: unknown, source = ''): JobSpec {
   return result.data;
 }
 
+/**
+ * YAML to a plain document, bounded: aliases may expand to at most 100 nodes
+ * ("billion laughs"), warnings are not printed, and duplicate keys are found in
+ * one pass (the yaml package's own check compares every key with every other:
+ * 20,000 keys took 50 s).
+ */
+function parseSpecYaml(text: string): unknown {
+  const doc = parseDocument(text, { uniqueKeys: false, logLevel: 'error' });
+  const first = doc.errors[0];
+  if (first) throw first;
+  let duplicate: string | undefined;
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        const key = pair.key !== null && typeof pair.key === 'object' && 'value' in pair.key ? pair.key.value : pair.key;
+        if (seen.has(key)) {
+          duplicate = String(key);
+          return visit.BREAK;
+        }
+        seen.add(key);
+      }
+      return undefined;
+    },
+  });
+  if (duplicate !== undefined) throw new Error(`Map keys must be unique; "${duplicate.slice(0, 64)}" is repeated`);
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
 /** Parses YAML or JSON text (JSON is YAML) into a validated spec. */
 export function parseJobSpec(text: string, source = ''): JobSpec {
   if (Buffer.byteLength(text) > MAX_SPEC_BYTES) {
@@ -288,9 +321,10 @@ export function parseJobSpec(text: string, source = ''): JobSpec {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 100 });
+    doc = parseSpecYaml(text);
   } catch (err) {
-    throw new StevedoreError('SPEC_INVALID', `job spec${source ? ` ${source}` : ''} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    const why = err instanceof RangeError || /Maximum call stack/.test(messageOf(err)) ? 'it is nested too deeply (a spec needs a few levels)' : messageOf(err).split('\n')[0];
+    throw new StevedoreError('SPEC_INVALID', `job spec${source ? ` ${source}` : ''} is not valid YAML or JSON: ${why}`, { cause: err });
   }
   return validateJobSpec(doc, source);
 }
