@@ -6,12 +6,12 @@ import { COMMIT_RULES, EXTRACT_MODES, STOP_SIGNALS, ULIMIT_NAMES } from '../../s
 /**
  * Cases per property: the default keeps `npm test` short; FUZZ_RUNS raises it
  * for a long run (FUZZ_RUNS=100000 node scripts/with-test-env.ts tap test/...).
- * `scale` shrinks it for properties whose cases cost more (a gRPC round trip).
+ * `scale` shrinks FUZZ_RUNS for properties whose cases cost more (a gRPC round trip).
  */
 export function fuzzRuns(defaultRuns: number, scale = 1): number {
   const fromEnv = Number(process.env.FUZZ_RUNS);
-  const base = Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : defaultRuns;
-  return Math.max(1, Math.round(base * scale));
+  if (!Number.isInteger(fromEnv) || fromEnv <= 0) return defaultRuns;
+  return Math.max(1, Math.round(fromEnv * scale));
 }
 
 /** Seed from FUZZ_SEED when set, so that a failure printed by fast-check can be replayed. */
