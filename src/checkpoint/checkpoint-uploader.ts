@@ -747,8 +747,10 @@ export class CheckpointUploader {
         const releaseSlot = await this.slots.acquire(() => this.rank(v, v.finalizing), signal);
         let releaseBytes: (() => void) | undefined;
         try {
-          releaseBytes = await this.budget.acquire(length, signal);
-          const buffer = Buffer.allocUnsafe(length);
+          // The part's buffer comes with its bytes from the budget, reused from parts already sent.
+          const held = await this.budget.acquireBuffer(length, signal);
+          releaseBytes = held.release;
+          const buffer = held.buffer;
           const { bytesRead, signature } = await readRange(absPath, buffer, mp.offset, length);
           if (bytesRead < length) {
             throw new StevedoreError('UPLOAD_MISMATCH', `${absPath} is shorter than expected (${mp.offset + bytesRead} bytes, expected at least ${mp.offset + length}): it was truncated or replaced while uploading`);
