@@ -16,7 +16,18 @@ import { CAPABILITIES, DEFAULT_SECURITY_POLICY, normalizeCapability, type Securi
 import { compileS3Endpoint, isValidEndpointName, s3EndpointSchema, DEFAULT_ENDPOINT_NAME, type S3EndpointConfig } from '../storage/s3-config.ts';
 
 export interface AgentConfig {
-  coordinator: { address: string; tls: { ca: string; cert: string; key: string } | undefined };
+  coordinator: {
+    address: string;
+    /**
+     * Mutual TLS: this node's certificate and key, the CA the coordinator's
+     * certificate must chain to, the name to expect in it when the address does
+     * not carry it (serverName), and the node's join token (joinToken or
+     * joinTokenFile in the file, or STEVEDORE_JOIN_TOKEN), sent with every session.
+     */
+    tls: { ca: string; cert: string; key: string; serverName?: string | undefined; joinToken?: string | undefined } | undefined;
+    /** Plaintext on purpose (coordinator.insecure or --insecure); `stevedore agent` refuses plaintext otherwise. */
+    insecure?: boolean;
+  };
   /** Name shown for the node; defaults to the hostname. */
   nodeName: string | undefined;
   stateDir: string;
@@ -91,6 +102,8 @@ export interface AgentConfigFlags {
   logLevel?: string;
   /** host:port, or off. */
   metricsListen?: string;
+  /** --insecure: plaintext to the coordinator on purpose. */
+  insecure?: boolean;
 }
 
 export interface LoadAgentConfigOptions {
@@ -173,15 +186,24 @@ function fileSchema(cwd: string) {
         .object({
           address: str.superRefine((address, ctx) => checkCoordinatorAddress(address, ctx)).optional(),
           tls: z
-            .object({ ca: str.optional(), cert: str.optional(), key: str.optional() })
+            .object({
+              ca: str.optional(),
+              cert: str.optional(),
+              key: str.optional(),
+              serverName: str.refine((n) => /^[A-Za-z0-9.:-]{1,253}$/.test(n), 'must be a host name or IP address in the coordinator\'s certificate, such as coordinator.example.com').optional(),
+            })
             .strict()
             .superRefine((tls, ctx) => checkTls(tls, cwd, ctx))
             .transform((tls) => ({
               ca: tls.ca && path.resolve(cwd, tls.ca),
               cert: tls.cert && path.resolve(cwd, tls.cert),
               key: tls.key && path.resolve(cwd, tls.key),
+              serverName: tls.serverName,
             }))
             .optional(),
+          joinToken: str.refine((t) => t.trim() !== '', 'must not be empty; leave it out, or give the token `stevedore certs token NODE_ID` printed').optional(),
+          joinTokenFile: pathValue(cwd, 'leave it out, or name the file that holds the join token').optional(),
+          insecure: z.boolean({ error: 'must be true or false' }).optional(),
         })
         .strict()
         .optional(),
@@ -450,7 +472,7 @@ function checkCoordinatorAddress(address: string, ctx: z.RefinementCtx): void {
   if (port < 1 || port > 65535) issue(ctx, `port ${m[3]} is out of range; use a port from 1 to 65535`);
 }
 
-function checkTls(tls: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }, cwd: string, ctx: z.RefinementCtx): void {
+function checkTls(tls: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined; serverName?: string | undefined }, cwd: string, ctx: z.RefinementCtx): void {
   const names = ['ca', 'cert', 'key'] as const;
   const missing = names.filter((k) => tls[k] === undefined || tls[k].trim() === '');
   if (missing.length > 0) {
@@ -543,6 +565,12 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
     ['metrics.listen', flags.metricsListen, '--metrics-listen'],
   ];
   for (const [field, value, source] of flagFields) override(field, value, source);
+  override('coordinator.joinToken', envVar('STEVEDORE_JOIN_TOKEN'), 'STEVEDORE_JOIN_TOKEN');
+  if (flags.insecure) {
+    if (!isPlainObject(raw.coordinator)) raw.coordinator = {};
+    (raw.coordinator as Record<string, unknown>).insecure = true;
+    sources.set('coordinator.insecure', '--insecure');
+  }
 
   // STEVEDORE_S3_ENDPOINT sets the default endpoint's URL (over the file); AWS_REGION
   // only fills the default endpoint's region when nothing else set it.
@@ -579,16 +607,40 @@ function invalid(file: string, problems: Problems, explicit: boolean): Stevedore
   return new StevedoreError('CONFIG_INVALID', `invalid agent configuration${where}:\n${problems.lines.map((l) => `  ${l}`).join('\n')}`);
 }
 
+/** The join token: coordinator.joinToken (or STEVEDORE_JOIN_TOKEN), else the content of coordinator.joinTokenFile. Its value never reaches a message. */
+function compileJoinToken(c: { joinToken?: string | undefined; joinTokenFile?: string | undefined }, problems: Problems): string | undefined {
+  if (c.joinToken !== undefined && c.joinTokenFile !== undefined) {
+    problems.add('coordinator.joinTokenFile', 'and coordinator.joinToken are both set: keep one');
+    return undefined;
+  }
+  if (c.joinToken !== undefined) return c.joinToken.trim();
+  if (c.joinTokenFile === undefined) return undefined;
+  try {
+    const token = fs.readFileSync(c.joinTokenFile, 'utf8').trim();
+    if (token === '') problems.add('coordinator.joinTokenFile', `${c.joinTokenFile} is empty: write the token \`stevedore certs token NODE_ID\` printed into it`);
+    return token === '' ? undefined : token;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    problems.add('coordinator.joinTokenFile', `cannot read ${c.joinTokenFile} (${code}): ${code === 'ENOENT' ? 'check the path' : 'make it readable by the agent (mode 0600, owned by its user)'}`);
+    return undefined;
+  }
+}
+
 function compile(c: FileConfig, problems: Problems): AgentConfig {
   const stateDir = c.stateDir ?? CONFIG_DEFAULTS.stateDir;
   const workRoot = c.workRoot ?? path.join(stateDir, 'jobs');
   if (workRoot === stateDir) problems.add('workRoot', `must not be the state directory itself (${stateDir}); the default is ${path.join(stateDir, 'jobs')}`);
   const tls = c.coordinator?.tls;
+  const insecure = c.coordinator?.insecure ?? false;
+  const joinToken = compileJoinToken(c.coordinator ?? {}, problems);
+  if (insecure && tls) problems.add('coordinator.insecure', 'is true but coordinator.tls is set: leave out insecure to use TLS, or tls for plaintext');
+  if (joinToken !== undefined && !tls) problems.add(c.coordinator?.joinTokenFile !== undefined ? 'coordinator.joinTokenFile' : 'coordinator.joinToken', 'needs coordinator.tls: a join token is never sent in plaintext');
   return {
     coordinator: {
       address: c.coordinator?.address ?? CONFIG_DEFAULTS.coordinatorAddress,
       // All three are present and readable: the schema checked.
-      tls: tls?.ca && tls.cert && tls.key ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined,
+      tls: tls?.ca && tls.cert && tls.key ? { ca: tls.ca, cert: tls.cert, key: tls.key, ...(tls.serverName !== undefined && { serverName: tls.serverName }), ...(joinToken !== undefined && { joinToken }) } : undefined,
+      ...(insecure && { insecure }),
     },
     nodeName: c.nodeName ?? os.hostname(),
     stateDir,

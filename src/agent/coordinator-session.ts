@@ -4,7 +4,6 @@
 // answers commands. Whatever ends the stream, it dials again with jittered
 // exponential backoff; running jobs never notice.
 import * as grpc from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
 import type { AgentMessage, CoordinatorMessage__Output, EventMessage } from '../proto/load.ts';
 import { v1 } from '../proto/load.ts';
 import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
@@ -15,6 +14,8 @@ import type { Clock, Timer } from '../util/clock.ts';
 import { messageOf } from '../util/errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventJournal, JournalEvent } from './event-journal.ts';
+import { clientCredentials, type ClientTls } from '../security/tls.ts';
+import { JOIN_TOKEN_METADATA_KEY } from '../security/join-token.ts';
 
 export type SessionState = 'connecting' | 'connected' | 'backoff' | 'stopped';
 
@@ -25,7 +26,12 @@ export interface CommandResult {
 
 export interface CoordinatorSessionOptions {
   address: string;
-  tls: { ca: string; cert: string; key: string } | undefined;
+  /**
+   * TLS with this client certificate; the coordinator's must chain to `ca` and
+   * be a coordinator certificate. The join token, if any, goes as call metadata
+   * on every session stream. Undefined: plaintext.
+   */
+  tls: (ClientTls & { joinToken?: string | undefined }) | undefined;
   journal: EventJournal;
   clock: Clock;
   logger: Logger;
@@ -66,7 +72,9 @@ export class CoordinatorSession {
     this.opts = opts;
     this.log = opts.logger.child({ component: 'session', coordinator: opts.address });
     this.backoff = new Backoff(opts.reconnect);
-    this.client = new v1.AgentSession(opts.address, credentials(opts.tls), {
+    const { credentials, options } = opts.tls ? clientCredentials(opts.tls, 'check coordinator.tls in the agent configuration') : { credentials: grpc.credentials.createInsecure(), options: {} };
+    this.client = new v1.AgentSession(opts.address, credentials, {
+      ...options,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
       'grpc.initial_reconnect_backoff_ms': opts.reconnect.initialMs,
       'grpc.max_reconnect_backoff_ms': opts.reconnect.maxMs,
@@ -94,7 +102,9 @@ export class CoordinatorSession {
   private dial(): void {
     if (this.stopped) return;
     this._state = 'connecting';
-    const call = this.client.connect();
+    const metadata = new grpc.Metadata();
+    if (this.opts.tls?.joinToken) metadata.set(JOIN_TOKEN_METADATA_KEY, this.opts.tls.joinToken);
+    const call = this.client.connect(metadata);
     this.call = call;
     let registered = false;
     call.on('data', (msg: CoordinatorMessage__Output) => {
@@ -264,9 +274,4 @@ function toWire(event: JournalEvent): NonNullable<AgentMessage['event']> {
   // The journal keeps states as the wire's strings; the agent wrote them from toWireState.
   const body = event.body as Pick<EventMessage, 'stateChanged' | 'exited' | 'logs' | 'checkpointCommitted' | 'checkpointRestored' | 'preemptionNotice' | 'drainReport'>;
   return { eventId: event.eventId, timeMs: event.timeMs, jobId: event.jobId, attempt: event.attempt, ...body };
-}
-
-function credentials(tls: CoordinatorSessionOptions['tls']): grpc.ChannelCredentials {
-  if (!tls) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(readFileSync(tls.ca), readFileSync(tls.key), readFileSync(tls.cert));
 }

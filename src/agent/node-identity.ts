@@ -69,3 +69,26 @@ export function loadOrCreateNodeId(stateDir: string): string {
     );
   }
 }
+
+/**
+ * With TLS the node's certificate names it: makes `<stateDir>/node-id` hold
+ * `nodeId` (created when missing) and refuses a state directory that already
+ * belongs to another node, naming both ids and the fix.
+ */
+export function adoptNodeId(stateDir: string, nodeId: string, certFile: string): void {
+  if (!NODE_ID_RE.test(nodeId)) throw new StevedoreError('NODE_ID_INVALID', `${JSON.stringify(nodeId)} in ${certFile} is not a node id (node- and 12 hex digits): make the certificate with \`stevedore certs node\``);
+  const file = path.join(stateDir, NODE_ID_FILE);
+  ensureStateDir(stateDir);
+  try {
+    createFileAtomic(file, `${nodeId}\n`, 0o644);
+  } catch (err) {
+    throw unwritable(stateDir, err);
+  }
+  const stored = loadOrCreateNodeId(stateDir);
+  if (stored !== nodeId) {
+    throw new StevedoreError(
+      'NODE_ID_MISMATCH',
+      `this node's state directory ${stateDir} belongs to node ${stored}, but its certificate ${certFile} is node ${nodeId}'s. Give the agent the certificate of ${stored} (\`stevedore certs node ${stored}\`), or, to make this a new node, move ${file} away (the coordinator will then consider ${stored}'s jobs lost)`,
+    );
+  }
+}

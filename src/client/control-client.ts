@@ -20,6 +20,7 @@ import { systemClock } from '../util/clock.ts';
 import type { Clock } from '../util/clock.ts';
 import { StevedoreError } from '../util/errors.ts';
 import type { ErrorCode } from '../util/errors.ts';
+import { clientCredentials, operatorTlsFiles, OPERATOR_TLS_DIR_ENV, type ClientTls } from '../security/tls.ts';
 
 export const DEFAULT_COORDINATOR_ADDRESS = '127.0.0.1:7443';
 export const COORDINATOR_ENV = 'STEVEDORE_COORDINATOR';
@@ -40,7 +41,9 @@ export interface ControlClientOptions {
   retries?: number;
   /** Default: 200 ms doubling up to 2 s, full jitter. */
   backoff?: BackoffOptions;
-  /** Default: plaintext. */
+  /** TLS with an operator certificate (`stevedore certs operator`); wins over credentials. */
+  tls?: ClientTls;
+  /** Default: plaintext, unless tls is given. */
   credentials?: grpc.ChannelCredentials;
   clock?: Clock;
 }
@@ -48,7 +51,7 @@ export interface ControlClientOptions {
 export type { Job__Output as JobInfo, Node__Output as NodeInfo, JobLogLine__Output as JobLogLineInfo, Checkpoint__Output as CheckpointInfo };
 
 const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'SPEC_INVALID', 'JOB_NOT_FOUND', 'JOB_NOT_CANCELLABLE', 'GPUS_UNSATISFIABLE', 'NODE_NOT_FOUND', 'NODE_NOT_CONNECTED', 'INTERNAL',
+  'SPEC_INVALID', 'JOB_NOT_FOUND', 'JOB_NOT_CANCELLABLE', 'GPUS_UNSATISFIABLE', 'NODE_NOT_FOUND', 'NODE_NOT_CONNECTED', 'PERMISSION_DENIED', 'INTERNAL',
 ]);
 
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
@@ -60,6 +63,7 @@ export class ControlClient {
   private readonly retries: number;
   private readonly backoff: BackoffOptions;
   private readonly clock: Clock;
+  private readonly secure: boolean;
 
   constructor(options: ControlClientOptions) {
     this.address = options.address;
@@ -67,7 +71,13 @@ export class ControlClient {
     this.retries = options.retries ?? 2;
     this.backoff = options.backoff ?? { initialMs: 200, maxMs: 2000 };
     this.clock = options.clock ?? systemClock;
-    this.client = new v1.Control(options.address, options.credentials ?? grpc.credentials.createInsecure());
+    this.secure = options.tls !== undefined;
+    if (options.tls) {
+      const { credentials, options: channelOptions } = clientCredentials(options.tls, `check the files in $${OPERATOR_TLS_DIR_ENV} (operator.pem, operator-key.pem, ca.pem)`);
+      this.client = new v1.Control(options.address, credentials, channelOptions);
+    } else {
+      this.client = new v1.Control(options.address, options.credentials ?? grpc.credentials.createInsecure());
+    }
   }
 
   submitJob(spec: JobSpec): Promise<Job__Output> {
@@ -157,7 +167,8 @@ export class ControlClient {
       return new StevedoreError(
         'COORDINATOR_UNREACHABLE',
         `cannot reach the coordinator at ${this.address}: is \`stevedore coordinator\` running? (${method}: ${why}). ` +
-          `If it listens elsewhere, give its address with --coordinator HOST:PORT or $${COORDINATOR_ENV} (default ${DEFAULT_COORDINATOR_ADDRESS})`,
+          `If it listens elsewhere, give its address with --coordinator HOST:PORT or $${COORDINATOR_ENV} (default ${DEFAULT_COORDINATOR_ADDRESS})` +
+          (this.secure ? '' : `. If it serves TLS, make an operator certificate with \`stevedore certs operator NAME --ca CA_DIR\` (or point $${OPERATOR_TLS_DIR_ENV} at one)`),
         { cause: err },
       );
     }
@@ -171,13 +182,16 @@ function fallbackCode(code: grpc.status | undefined): ErrorCode {
   switch (code) {
     case grpc.status.NOT_FOUND: return 'JOB_NOT_FOUND';
     case grpc.status.INVALID_ARGUMENT: return 'SPEC_INVALID';
+    case grpc.status.PERMISSION_DENIED: return 'PERMISSION_DENIED';
+    case grpc.status.UNAUTHENTICATED: return 'UNAUTHENTICATED';
     default: return 'INTERNAL';
   }
 }
 
 /** Opens a client for the address given (flag, env or default), runs fn, closes it. */
 export async function withControlClient<T>(flag: string | undefined, fn: (client: ControlClient) => Promise<T>): Promise<T> {
-  const client = new ControlClient({ address: coordinatorAddress(flag) });
+  const tls = operatorTlsFiles();
+  const client = new ControlClient({ address: coordinatorAddress(flag), ...(tls && { tls }) });
   try {
     return await fn(client);
   } finally {

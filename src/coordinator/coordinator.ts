@@ -1,6 +1,5 @@
 // The reference coordinator: a gRPC server for agents (AgentSession) and
 // operators (Control), with its state in SQLite. See docs/protocol.md.
-import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { v1 } from '../proto/load.ts';
 import { systemClock } from '../util/clock.ts';
@@ -16,6 +15,9 @@ import { controlHandlers } from './control-service.ts';
 import { CoordinatorMetrics } from './coordinator-metrics.ts';
 import { StatusHttpServer, isListenOff, parseListenAddress, type ReadinessCheck } from '../util/status-http-server.ts';
 import { VERSION } from '../version.ts';
+import { INSECURE_WARNING, serverCredentials } from '../security/tls.ts';
+import { readJoinSecret } from '../security/join-token.ts';
+import { requireOperator } from '../security/peer-auth.ts';
 
 /**
  * The largest message the coordinator takes from an agent or a client (4 MiB).
@@ -32,6 +34,11 @@ export interface CoordinatorTlsOptions {
   cert: string;
   /** The coordinator's private key (PEM file). */
   key: string;
+  /**
+   * The join secret file (`stevedore certs ca` makes one): every session must
+   * then carry its node's join token. Undefined: the node certificate alone admits.
+   */
+  joinSecret?: string;
 }
 
 export interface CoordinatorOptions {
@@ -47,7 +54,13 @@ export interface CoordinatorOptions {
   clock?: Clock;
   /** Default: a logger that drops everything. */
   logger?: Logger;
-  /** When given, serve TLS and require client certificates signed by `ca`. */
+  /**
+   * When given, serve TLS and require client certificates signed by `ca`:
+   * agent sessions need a node certificate (and its join token, with
+   * joinSecret) and register under its node id; Control calls need an operator
+   * certificate. Without it the coordinator speaks plaintext and logs a warning
+   * at every start (`stevedore coordinator` refuses that without --insecure).
+   */
   tls?: CoordinatorTlsOptions;
   /** host:port of the HTTP server for /metrics, /livez and /readyz (port 0: a free port); undefined, "" or "off": none. */
   metricsListen?: string;
@@ -144,6 +157,9 @@ export class Coordinator {
     if (this.running) throw new StevedoreError('INTERNAL', 'the coordinator is already started');
     const { clock, logger, leaseMs, heartbeatIntervalMs } = this.options;
     const credentials = this.credentials();
+    const tls = this.options.tls;
+    const joinSecret = tls?.joinSecret !== undefined ? readJoinSecret(tls.joinSecret) : undefined;
+    if (!tls) logger.warn({ listen: this.options.listen }, INSECURE_WARNING);
     // First, so that /livez answers while the rest starts.
     if (this.metricsListen && !this.statusServer) {
       this.statusServer = await StatusHttpServer.start({ listen: this.metricsListen, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
@@ -155,9 +171,11 @@ export class Coordinator {
     const followers = new Set<() => void>();
     const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES });
     server.addService(v1.AgentSession.service, {
-      Connect: (call: Parameters<typeof handleConnect>[0]) => handleConnect(call, { engine: () => engine, registry, clock, logger, leaseMs, heartbeatIntervalMs }),
+      Connect: (call: Parameters<typeof handleConnect>[0]) =>
+        handleConnect(call, { engine: () => engine, registry, clock, logger, leaseMs, heartbeatIntervalMs, ...(tls ? { auth: { joinSecret } } : {}) }),
     });
-    server.addService(v1.Control.service, this.metrics.instrumentControl(controlHandlers({ engine: () => engine, store: () => store, bus, logger, followers })));
+    const control = controlHandlers({ engine: () => engine, store: () => store, bus, logger, followers });
+    server.addService(v1.Control.service, this.metrics.instrumentControl(tls ? requireOperator(control, logger) : control));
     let port: number;
     try {
       port = await new Promise<number>((resolve, reject) => {
@@ -174,21 +192,14 @@ export class Coordinator {
     engine.schedule();
     const address = `${this.host}:${port}`;
     this.listeningOn = address;
-    logger.info({ address, db: this.options.dbPath, leaseMs, heartbeatIntervalMs, tls: Boolean(this.options.tls) }, 'coordinator started');
+    logger.info({ address, db: this.options.dbPath, leaseMs, heartbeatIntervalMs, tls: Boolean(tls), joinTokens: joinSecret !== undefined }, 'coordinator started');
     return { address, ...(this.statusServer ? { metricsAddress: this.statusServer.address } : {}) };
   }
 
   private credentials(): grpc.ServerCredentials {
     const tls = this.options.tls;
     if (!tls) return grpc.ServerCredentials.createInsecure();
-    const read = (what: string, file: string): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (err) {
-        throw new StevedoreError('CONFIG_UNREADABLE', `cannot read the TLS ${what} ${file}: ${messageOf(err)}`, { cause: err });
-      }
-    };
-    return grpc.ServerCredentials.createSsl(read('CA bundle', tls.ca), [{ cert_chain: read('certificate', tls.cert), private_key: read('key', tls.key) }], true);
+    return serverCredentials(tls);
   }
 
   private scheduleTick(): void {
@@ -216,6 +227,8 @@ export class Coordinator {
     const running = this.running;
     if (!running) return;
     running.timer?.cancel();
+    // Replies and acknowledgements that wait for a flush go out before the streams end.
+    running.engine.flush();
     running.registry.closeAll('the coordinator is shutting down; reconnect when it is back');
     for (const follower of [...running.followers]) follower();
     await new Promise<void>((resolve) => {

@@ -11,6 +11,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
 import { messageOf } from '../util/errors.ts';
 import type { CommandSink, Engine } from './engine.ts';
+import { admitSession, checkRegisteredNodeId, type SessionAuthOptions } from '../security/peer-auth.ts';
 
 export type ConnectCall = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
 
@@ -21,6 +22,8 @@ export interface SessionDeps {
   logger: Logger;
   leaseMs: number;
   heartbeatIntervalMs: number;
+  /** With TLS: the caller must hold a node certificate (and its join token) and register under its node id. */
+  auth?: SessionAuthOptions;
 }
 
 /** The open sessions, at most one per node: the newest wins. */
@@ -71,7 +74,19 @@ export class SessionRegistry implements CommandSink {
 }
 
 export function handleConnect(call: ConnectCall, deps: SessionDeps): void {
-  new AgentSessionStream(call, deps);
+  if (!deps.auth) {
+    new AgentSessionStream(call, deps, undefined);
+    return;
+  }
+  const admission = admitSession(call, deps.auth);
+  if (admission.ok) {
+    new AgentSessionStream(call, deps, admission.nodeId);
+    return;
+  }
+  deps.logger.warn({ peer: call.getPeer(), certificate: admission.certificate, claimedNodeId: admission.claimed, code: grpc.status[admission.code] }, `agent session refused: ${admission.message}`);
+  call.on('error', () => undefined);
+  const err: Partial<grpc.StatusObject> = { code: admission.code, details: admission.message };
+  call.emit('error', err);
 }
 
 export class AgentSessionStream {
@@ -81,10 +96,13 @@ export class AgentSessionStream {
   private readonly call: ConnectCall;
   private readonly deps: SessionDeps;
   private readonly log: Logger;
+  /** The node id the caller's certificate proves (TLS); registration must use it. */
+  private readonly admittedNodeId: string | undefined;
 
-  constructor(call: ConnectCall, deps: SessionDeps) {
+  constructor(call: ConnectCall, deps: SessionDeps, admittedNodeId: string | undefined) {
     this.call = call;
     this.deps = deps;
+    this.admittedNodeId = admittedNodeId;
     this.log = deps.logger.child({ sessionId: this.sessionId, peer: call.getPeer() });
     deps.registry.track(this);
     call.on('data', (msg: AgentMessage__Output) => this.onMessage(msg));
@@ -193,6 +211,15 @@ export class AgentSessionStream {
       this.end(grpc.status.INVALID_ARGUMENT, message);
       return;
     }
+    if (this.admittedNodeId !== undefined) {
+      const refusal = checkRegisteredNodeId(this.admittedNodeId, reg.nodeId);
+      if (refusal) {
+        this.log.warn({ claimedNodeId: reg.nodeId, certificateNodeId: this.admittedNodeId }, 'registration refused: node id differs from the certificate');
+        this.write({ error: { error: { code: 'SESSION_REJECTED', message: refusal.message } } });
+        this.end(refusal.code, refusal.message);
+        return;
+      }
+    }
     const nodeId = reg.nodeId;
     const engine = this.deps.engine();
     const ackedEventId = engine.register(reg);
@@ -203,14 +230,15 @@ export class AgentSessionStream {
       older.end(grpc.status.ABORTED, `a newer session for node ${nodeId} replaced this one`);
     }
     this.log.info({ nodeId, agentVersion: reg.agentVersion, ackedEventId, held: reg.attempts.length }, 'agent registered');
-    this.write({
+    // Sent once the registration is durable; the commands reconcile() sends follow it.
+    engine.afterDurable(() => this.write({
       registered: {
         sessionId: this.sessionId,
         heartbeatIntervalMs: this.deps.heartbeatIntervalMs,
         leaseMs: this.deps.leaseMs,
         ackedEventId,
       },
-    });
+    }));
     engine.reconcile(nodeId, reg.attempts);
   }
 
@@ -224,6 +252,7 @@ export class AgentSessionStream {
       return;
     }
     const { upToEventId } = this.deps.engine().applyEvent(nodeId, ev);
-    this.write({ eventAck: { upToEventId } });
+    // The agent forgets acknowledged events: acknowledge only what a power loss cannot undo.
+    this.deps.engine().afterDurable(() => this.write({ eventAck: { upToEventId } }));
   }
 }

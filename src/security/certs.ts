@@ -17,7 +17,7 @@ import path from 'node:path';
 import { StevedoreError, messageOf } from '../util/errors.ts';
 import { createFileAtomic, writeFileAtomic } from '../util/atomic-file.ts';
 import { checkIdentityName, identityUri, type IdentityKind } from './identity.ts';
-import { newJoinSecret } from './join-token.ts';
+import { JOIN_SECRET_FILE, newJoinSecret } from './join-token.ts';
 
 type WebCryptoKey = webcrypto.CryptoKey;
 
@@ -29,7 +29,7 @@ export const CA_VALIDITY_DAYS = 3650;
 export const LEAF_VALIDITY_DAYS = 365;
 
 /** File names in a CA directory (`certs ca --out DIR`). */
-export const CA_FILES = { cert: 'ca.pem', key: 'ca-key.pem', joinSecret: 'join-secret' } as const;
+export const CA_FILES = { cert: 'ca.pem', key: 'ca-key.pem', joinSecret: JOIN_SECRET_FILE } as const;
 
 /** File names of an issued certificate in its output directory: <kind>.pem, <kind>-key.pem, and ca.pem beside them. */
 export function leafFiles(outDir: string, kind: IdentityKind): { cert: string; key: string; ca: string } {

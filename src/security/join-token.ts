@@ -13,6 +13,8 @@ import { StevedoreError, messageOf } from '../util/errors.ts';
 export const JOIN_TOKEN_METADATA_KEY = 'stevedore-join-token';
 /** The environment variable an agent may take its token from. */
 export const JOIN_TOKEN_ENV = 'STEVEDORE_JOIN_TOKEN';
+/** The join secret's file name in a CA directory (`stevedore certs ca`). */
+export const JOIN_SECRET_FILE = 'join-secret';
 /** A join secret shorter than this (in bytes) is refused: it could be guessed. */
 export const MIN_JOIN_SECRET_BYTES = 32;
 

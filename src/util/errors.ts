@@ -48,6 +48,13 @@ export type ErrorCode =
   | 'INPUT_UNAVAILABLE'
   | 'INPUT_INVALID'
   | 'PREEMPTION_ACK_FAILED'
+  | 'TLS_INVALID'
+  | 'INSECURE_NOT_ALLOWED'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'JOIN_TOKEN_INVALID'
+  | 'NODE_ID_MISMATCH'
+  | 'CERTS_EXIST'
   | 'INTERNAL';
 
 export class StevedoreError extends Error {

@@ -49,7 +49,7 @@ void t.test('the upload of a checkpoint is shown while it runs: JSON lines move 
     pullPolicy: 'never',
     checkpoint: { path: '/ckpt', destination: 's3://stevedore-test/runs/watched', rule: 'dcp' },
   }));
-  const cliEnv = { STEVEDORE_COORDINATOR: cluster.address };
+  const cliEnv = cluster.cliEnv;
   const submitted = await runCli(['submit', specFile], cliEnv);
   t.equal(submitted.code, 0, submitted.stderr);
   const jobId = submitted.stdout.trim();

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { LABELS } from '../../src/agent/attempt-runner.ts';
 import type { JobInfo } from '../../src/client/control-client.ts';
 import { DockerEngine } from '../../src/engine/docker-engine.ts';
-import { v1, type CoordinatorMessage__Output } from '../../src/proto/load.ts';
+import type { CoordinatorMessage__Output } from '../../src/proto/load.ts';
 import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
 import { Cluster, waitUntil } from '../helpers/cluster.ts';
 import { httpGet, scrape } from '../helpers/prometheus.ts';
@@ -126,7 +126,7 @@ void t.test('three 2-GPU jobs on two agents with four GPUs each: all run, no GPU
   const logs = await logText(cluster, jobs[0]?.jobId ?? '');
   t.ok(logs.includes('training complete: 12 steps'), 'logs reached the coordinator');
   t.equal(stepLines(logs).length, 12);
-  const cli = await run(process.execPath, [stevedore, 'logs', jobs[2]?.jobId ?? '', '--coordinator', cluster.address]);
+  const cli = await run(process.execPath, [stevedore, 'logs', jobs[2]?.jobId ?? '', '--coordinator', cluster.address], { env: { ...process.env, ...cluster.cliEnv } });
   t.match(cli.stdout, /step 12\/12/);
   t.match(cli.stdout, /\[stderr\].*warning: stevedore stand-in trainer/);
 });
@@ -222,13 +222,13 @@ void t.test('bad input gets clear errors and disturbs nothing', async (t) => {
   await t.rejects(cluster.client.submitJob({ ...trainer('escape', {}), mounts: [{ source: '../../etc', target: '/etc2', readOnly: false }] }), { message: /mounts\[0\]\.source: .*"\.\."/ });
   const bad = path.join(cluster.dir, 'bad.yaml');
   writeFileSync(bad, 'name: broken\nimage: [unclosed\n');
-  const cli = await run(process.execPath, [stevedore, 'submit', bad, '--coordinator', cluster.address]).catch((err: { code: number; stderr: string }) => err);
+  const cli = await run(process.execPath, [stevedore, 'submit', bad, '--coordinator', cluster.address], { env: { ...process.env, ...cluster.cliEnv } }).catch((err: { code: number; stderr: string }) => err);
   t.equal('code' in cli ? cli.code : 0, 1, 'submit exits 1');
   t.match(cli.stderr, /not valid YAML or JSON/);
 
-  // A malformed session: a client that does not register first.
-  const session = new v1.AgentSession(cluster.address, grpc.credentials.createInsecure());
-  const call = session.connect();
+  // A malformed session: a client (with a node's certificate and token) that does not register first.
+  const { client: session, metadata } = await cluster.agentSessionClient('malformed');
+  const call = session.connect(metadata);
   const reply = new Promise<{ error: string; status: number }>((resolve) => {
     let error = '';
     call.on('data', (m: CoordinatorMessage__Output) => {

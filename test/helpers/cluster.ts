@@ -1,6 +1,10 @@
 // A real cluster on one machine for end-to-end tests: the coordinator and
 // agents run as `stevedore` child processes (so they can be killed with
 // SIGKILL and restarted), against the private Docker engine of the test run.
+// They speak mutual TLS with join tokens by default, as in production: a CA
+// made for the cluster in its directory, a certificate per agent (its node
+// id), an operator certificate for the tests' client and CLI (cliEnv). The join
+// secret is the canary, so that the scan for secrets would catch it in a log.
 // Their logs (stdout and stderr) go to the run's log directory
 // (test/helpers/test-log.ts), and the agents' job logs are copied there at close,
 // so that the scan for secrets covers them.
@@ -9,7 +13,16 @@ import { cpSync, existsSync, mkdirSync, openSync, closeSync, writeFileSync, read
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { randomBytes } from 'node:crypto';
 import { ControlClient } from '../../src/client/control-client.ts';
+import { createCa, issueCertificate } from '../../src/security/certs.ts';
+import * as grpc from '@grpc/grpc-js';
+import { v1 } from '../../src/proto/load.ts';
+import { issueJoinToken, JOIN_TOKEN_METADATA_KEY } from '../../src/security/join-token.ts';
+import { clientCredentials } from '../../src/security/tls.ts';
+import { identityFromPem } from '../../src/security/identity.ts';
+import type { TlsFiles } from '../../src/security/tls.ts';
+import { CANARY_JOIN_TOKEN } from './secrets.ts';
 import { writeFakeNvidiaSmi } from './fake-gpus.ts';
 import { testLogFile } from './test-log.ts';
 
@@ -96,28 +109,56 @@ export interface AgentHandle {
   gpuUuids: string[];
 }
 
+/** The cluster's PKI: its CA directory, the coordinator's files and the operator's (also the CLI's STEVEDORE_TLS_DIR). */
+export interface ClusterPki {
+  caDir: string;
+  joinSecretFile: string;
+  coordinator: TlsFiles;
+  operator: TlsFiles;
+  operatorDir: string;
+}
+
+async function makeClusterPki(dir: string): Promise<ClusterPki> {
+  const caDir = path.join(dir, 'pki', 'ca');
+  const ca = await createCa(caDir, { force: true });
+  writeFileSync(ca.joinSecret, `${CANARY_JOIN_TOKEN}\n`, { mode: 0o600 });
+  const coordinator = await issueCertificate({ caDir, kind: 'coordinator', name: 'localhost', hosts: ['localhost', '127.0.0.1'], outDir: path.join(dir, 'pki', 'coordinator'), force: true });
+  const operatorDir = path.join(dir, 'pki', 'operator');
+  const operator = await issueCertificate({ caDir, kind: 'operator', name: 'e2e-tests', outDir: operatorDir, force: true });
+  return { caDir, joinSecretFile: ca.joinSecret, coordinator: { ca: coordinator.ca, cert: coordinator.cert, key: coordinator.key }, operator: { ca: operator.ca, cert: operator.cert, key: operator.key }, operatorDir };
+}
+
 export class Cluster {
   readonly dir: string;
+  /** Undefined for a cluster started with insecure: true (plaintext). */
+  readonly pki: ClusterPki | undefined;
   readonly port: number;
   readonly coordinatorProc: Proc;
   readonly agents = new Map<string, AgentHandle>();
   readonly client: ControlClient;
   private readonly dockerHost: string;
 
-  private constructor(dir: string, port: number, dockerHost: string, leaseSeconds: number) {
+  private constructor(dir: string, port: number, dockerHost: string, leaseSeconds: number, pki: ClusterPki | undefined) {
     this.dir = dir;
     this.port = port;
     this.dockerHost = dockerHost;
+    this.pki = pki;
     mkdirSync(dir, { recursive: true });
+    const security = pki
+      ? ['--tls-ca', pki.coordinator.ca, '--tls-cert', pki.coordinator.cert, '--tls-key', pki.coordinator.key, '--join-secret', pki.joinSecretFile]
+      : ['--insecure'];
     this.coordinatorProc = new Proc(
-      ['coordinator', '--listen', `127.0.0.1:${port}`, '--db', path.join(dir, 'coordinator.db'), '--lease-seconds', String(leaseSeconds), '--heartbeat-seconds', '1', '--metrics-listen', '127.0.0.1:0'],
+      ['coordinator', '--listen', `127.0.0.1:${port}`, '--db', path.join(dir, 'coordinator.db'), '--lease-seconds', String(leaseSeconds), '--heartbeat-seconds', '1', '--metrics-listen', '127.0.0.1:0', ...security],
       testLogFile(`cluster-${port}-coordinator`),
     );
-    this.client = new ControlClient({ address: this.address });
+    this.client = new ControlClient({ address: this.address, ...(pki && { tls: pki.operator }) });
   }
 
-  static async start(dir: string, opts: { dockerHost: string; leaseSeconds?: number }): Promise<Cluster> {
-    const cluster = new Cluster(dir, await freePort(), opts.dockerHost, opts.leaseSeconds ?? 30);
+  /** Starts the coordinator; TLS with client certificates and join tokens unless insecure. */
+  static async start(dir: string, opts: { dockerHost: string; leaseSeconds?: number; insecure?: boolean }): Promise<Cluster> {
+    mkdirSync(dir, { recursive: true });
+    const pki = opts.insecure ? undefined : await makeClusterPki(dir);
+    const cluster = new Cluster(dir, await freePort(), opts.dockerHost, opts.leaseSeconds ?? 30, pki);
     cluster.coordinatorProc.start();
     await cluster.waitForCoordinator();
     return cluster;
@@ -125,6 +166,38 @@ export class Cluster {
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /** The environment for `stevedore` CLI commands against this cluster: its address and the operator's certificate. */
+  get cliEnv(): Record<string, string> {
+    return { STEVEDORE_COORDINATOR: this.address, ...(this.pki ? { STEVEDORE_TLS_DIR: this.pki.operatorDir } : { STEVEDORE_INSECURE: '1' }) };
+  }
+
+  /**
+   * A raw AgentSession client that the coordinator admits (a new node's
+   * certificate, and its join token in the metadata to connect with), for tests
+   * that speak the session protocol themselves.
+   */
+  async agentSessionClient(name: string): Promise<{ client: InstanceType<typeof v1.AgentSession>; metadata: grpc.Metadata; nodeId?: string }> {
+    const metadata = new grpc.Metadata();
+    if (!this.pki) return { client: new v1.AgentSession(this.address, grpc.credentials.createInsecure()), metadata };
+    const dir = path.join(this.dir, `session-${name}`);
+    const config = (await this.agentCoordinatorConfig(dir)) as { tls: TlsFiles; joinTokenFile: string };
+    const { credentials, options } = clientCredentials(config.tls, 'test');
+    metadata.set(JOIN_TOKEN_METADATA_KEY, readFileSync(config.joinTokenFile, 'utf8').trim());
+    return { client: new v1.AgentSession(this.address, credentials, options), metadata, nodeId: identityFromPem(readFileSync(config.tls.cert))?.name ?? '' };
+  }
+
+  /** The coordinator section of an agent's configuration: a new node certificate and join token in `dir` (TLS), or insecure. */
+  async agentCoordinatorConfig(dir: string): Promise<Record<string, unknown>> {
+    if (!this.pki) return { address: this.address, insecure: true };
+    // An agent added again in the same directory keeps its node id (its state directory holds it).
+    const existing = path.join(dir, 'tls', 'node.pem');
+    const nodeId = (existsSync(existing) ? identityFromPem(readFileSync(existing))?.name : undefined) ?? `node-${randomBytes(6).toString('hex')}`;
+    const node = await issueCertificate({ caDir: this.pki.caDir, kind: 'node', name: nodeId, outDir: path.join(dir, 'tls'), force: true });
+    const tokenFile = path.join(dir, 'tls', 'join-token');
+    writeFileSync(tokenFile, `${issueJoinToken(Buffer.from(CANARY_JOIN_TOKEN), nodeId)}\n`, { mode: 0o600 });
+    return { address: this.address, tls: { ca: node.ca, cert: node.cert, key: node.key }, joinTokenFile: tokenFile };
   }
 
   async waitForCoordinator(timeoutMs = 20000): Promise<void> {
@@ -146,7 +219,7 @@ export class Cluster {
     const gpuUuids = (JSON.parse(readFileSync(path.join(dir, 'gpu', 'gpus.json'), 'utf8')) as { gpus?: { uuid: string }[] } | { uuid: string }[]);
     const list = Array.isArray(gpuUuids) ? gpuUuids : (gpuUuids.gpus ?? []);
     const config = {
-      coordinator: { address: this.address },
+      coordinator: await this.agentCoordinatorConfig(dir),
       nodeName: name,
       stateDir: path.join(dir, 'state'),
       workRoot: path.join(dir, 'work'),
@@ -164,7 +237,8 @@ export class Cluster {
       ...extraConfig,
     };
     writeFileSync(path.join(dir, 'agent.yaml'), stringify(config));
-    const proc = new Proc(['agent', '--config', path.join(dir, 'agent.yaml')], testLogFile(`cluster-${this.port}-${name}`));
+    // DOCKER_HOST of the test run would win over the file's dockerHost: the cluster's engine, always.
+    const proc = new Proc(['agent', '--config', path.join(dir, 'agent.yaml')], testLogFile(`cluster-${this.port}-${name}`), { DOCKER_HOST: this.dockerHost });
     const handle: AgentHandle = { name, dir, stateDir: config.stateDir, socket: config.socketPath, proc, gpuUuids: list.map((g) => g.uuid) };
     this.agents.set(name, handle);
     proc.start();

@@ -29,9 +29,10 @@ export class FakeCoordinator extends EventEmitter {
     });
   }
 
-  async start(port = 0): Promise<string> {
+  /** Listens on loopback; plaintext unless `credentials` says otherwise (a TLS coordinator for access tests). */
+  async start(port = 0, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<string> {
     const bound = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.address = `127.0.0.1:${bound}`;
     return this.address;

@@ -238,7 +238,7 @@ void t.test('the coordinator logs JSON lines by default, pretty lines when asked
   const hasMetrics = (await buildProgram()).commands.find((c) => c.name() === 'coordinator')?.options.some((o) => o.long === '--metrics-listen') ?? false;
   const metrics = hasMetrics ? ['--metrics-listen', '127.0.0.1:0'] : [];
   const coordinator = async (db: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> =>
-    runUntil(t, `coordinator-${db}`, ['coordinator', '--listen', `127.0.0.1:${await freePort()}`, '--db', path.join(dir, `${db}.db`), ...metrics, ...args], /coordinator started/, env);
+    runUntil(t, `coordinator-${db}`, ['coordinator', '--insecure', '--listen', `127.0.0.1:${await freePort()}`, '--db', path.join(dir, `${db}.db`), ...metrics, ...args], /coordinator started/, env);
   const [json, pretty, fromEnv] = await Promise.all([
     coordinator('json', []),
     coordinator('pretty', ['--log-format', 'pretty', '--log-level', 'debug']),
@@ -254,7 +254,7 @@ void t.test('the agent started with S3 and registry secrets: pretty on request, 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stevedore-agent-log-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const config = {
-    coordinator: { address: `127.0.0.1:${await freePort()}` },
+    coordinator: { address: `127.0.0.1:${await freePort()}`, insecure: true },
     stateDir: path.join(dir, 'state'),
     workRoot: path.join(dir, 'work'),
     socketPath: path.join(dir, 'agent.sock'),

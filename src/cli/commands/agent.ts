@@ -3,6 +3,7 @@ import { Agent } from '../../agent/agent.ts';
 import { DEFAULT_CONFIG_FILE, loadAgentConfig, type AgentConfig } from '../../agent/agent-config.ts';
 import { createLogger, logFormatFrom } from '../../util/logger.ts';
 import { hostShuttingDown, sdNotify } from '../../agent/systemd.ts';
+import { prepareAgentTransport } from '../../security/agent-transport.ts';
 
 interface AgentFlags {
   config?: string;
@@ -17,14 +18,16 @@ interface AgentFlags {
   metricsListen?: string;
   logLevel?: string;
   logFormat?: string;
+  insecure?: boolean;
 }
 
 /**
  * The secret values the agent holds: S3 secret keys and session credentials,
  * registry passwords. Its logger removes them from any line they turn up in.
  */
-export function agentSecrets(config: Pick<AgentConfig, 's3' | 'registries'>, env: NodeJS.ProcessEnv = process.env): string[] {
+export function agentSecrets(config: Pick<AgentConfig, 's3' | 'registries'> & Partial<Pick<AgentConfig, 'coordinator'>>, env: NodeJS.ProcessEnv = process.env): string[] {
   const secrets = [
+    config.coordinator?.tls?.joinToken,
     ...Object.values(config.s3.endpoints).map((e) => e.secretAccessKey),
     ...config.registries.map((r) => r.password),
     env.AWS_SECRET_ACCESS_KEY,
@@ -51,6 +54,7 @@ export function registerAgent(program: Command): void {
     .option('--metrics-listen <host:port>', 'serve /metrics, /livez and /readyz on this address, or off (default 0.0.0.0:9464; env STEVEDORE_METRICS_LISTEN)')
     .option('--log-level <level>', 'trace, debug, info, warn or error (env STEVEDORE_LOG_LEVEL)')
     .option('--log-format <format>', 'json (default: one JSON object per line, for journald) or pretty (for a terminal) (env STEVEDORE_LOG_FORMAT)')
+    .option('--insecure', 'plaintext to the coordinator, without TLS or a join token: for a trusted loopback only; logs a warning')
     .action(async (flags: AgentFlags) => {
       const format = logFormatFrom(flags.logFormat);
       const config = loadAgentConfig({
@@ -67,9 +71,11 @@ export function registerAgent(program: Command): void {
           ...(flags.dockerHost !== undefined && { dockerHost: flags.dockerHost }),
           ...(flags.logLevel !== undefined && { logLevel: flags.logLevel }),
           ...(flags.metricsListen !== undefined && { metricsListen: flags.metricsListen }),
+          ...(flags.insecure === true && { insecure: true }),
         },
       });
       const logger = createLogger({ level: config.logLevel, name: 'stevedore-agent', format, secrets: agentSecrets(config) });
+      prepareAgentTransport(config, logger);
       const agent = await Agent.start({ config, logger });
       sdNotify('READY=1', logger);
       logger.info({ nodeId: agent.nodeId, coordinator: config.coordinator.address, socket: config.socketPath }, 'agent running');

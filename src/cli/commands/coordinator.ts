@@ -14,6 +14,8 @@ interface CoordinatorFlags {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
+  joinSecret?: string;
+  insecure?: boolean;
   json?: boolean;
   logLevel?: string;
   logFormat?: string;
@@ -37,6 +39,8 @@ export function registerCoordinator(program: Command): void {
     .option('--tls-ca <file>', 'CA bundle for client certificates (TLS with client certificates)')
     .option('--tls-cert <file>', 'certificate chain of the coordinator')
     .option('--tls-key <file>', 'private key of the coordinator')
+    .option('--join-secret <file>', 'secret that join tokens are checked against (made by `stevedore certs ca`); required with TLS')
+    .option('--insecure', 'plaintext without TLS, client certificates or join tokens: for a trusted loopback only; logs a warning')
     .option('--json', 'print JSON')
     .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace or silent (env STEVEDORE_LOG_LEVEL)')
     .option('--log-format <format>', 'json (default: one JSON object per line, for journald) or pretty (for a terminal) (env STEVEDORE_LOG_FORMAT)')
@@ -45,6 +49,17 @@ export function registerCoordinator(program: Command): void {
       if (tlsFlags !== 0 && tlsFlags !== 3) {
         throw new StevedoreError('CONFIG_INVALID', 'TLS needs all of --tls-ca, --tls-cert and --tls-key, or none of them');
       }
+      if (tlsFlags === 0 && !flags.insecure) {
+        throw new StevedoreError(
+          'INSECURE_NOT_ALLOWED',
+          'the coordinator needs TLS: give --tls-ca, --tls-cert, --tls-key and --join-secret (make them with `stevedore certs ca --out DIR` and `stevedore certs coordinator --ca DIR --host NAME --out DIR`), or add --insecure for plaintext on a trusted loopback',
+        );
+      }
+      if (tlsFlags === 3 && flags.insecure) throw new StevedoreError('CONFIG_INVALID', '--insecure and the --tls-* flags exclude each other: leave out --insecure to serve TLS');
+      if (tlsFlags === 3 && flags.joinSecret === undefined) {
+        throw new StevedoreError('CONFIG_INVALID', 'with TLS the coordinator needs --join-secret FILE, the secret that join tokens are checked against: `stevedore certs ca` made one beside the CA (join-secret)');
+      }
+      if (tlsFlags === 0 && flags.joinSecret !== undefined) throw new StevedoreError('CONFIG_INVALID', '--join-secret needs TLS (--tls-ca, --tls-cert, --tls-key): tokens are not sent in plaintext');
       const envLevel = process.env.STEVEDORE_LOG_LEVEL;
       const level = flags.logLevel !== undefined ? parseLogLevel(flags.logLevel, '--log-level') : envLevel !== undefined && envLevel !== '' ? parseLogLevel(envLevel, 'STEVEDORE_LOG_LEVEL') : 'info';
       const logger = createLogger({ name: 'stevedore-coordinator', level, format: logFormatFrom(flags.logFormat) });
@@ -55,7 +70,7 @@ export function registerCoordinator(program: Command): void {
         heartbeatIntervalMs: seconds('heartbeat-seconds', flags.heartbeatSeconds),
         metricsListen: flags.metricsListen,
         logger,
-        ...(flags.tlsCa && flags.tlsCert && flags.tlsKey ? { tls: { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey } } : {}),
+        ...(flags.tlsCa && flags.tlsCert && flags.tlsKey ? { tls: { ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey, ...(flags.joinSecret !== undefined ? { joinSecret: flags.joinSecret } : {}) } } : {}),
       });
       const { address, metricsAddress } = await coordinator.start();
       if (flags.json) printJson({ address, db: flags.db, ...(metricsAddress ? { metricsAddress } : {}) });
