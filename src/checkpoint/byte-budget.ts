@@ -8,12 +8,6 @@
 // request larger than the whole limit is granted alone, when nothing else is
 // in use, so that an unusually large part (a file past 10,000 parts of the
 // preferred size) cannot deadlock.
-//
-// Buffers: acquireBuffer() hands out a buffer of the bytes taken, reused from
-// those given back earlier (part buffers have few sizes), so that uploads do
-// not allocate a fresh buffer per part for the garbage collector. Idle pooled
-// buffers and the bytes in use together stay within the limit: a buffer that
-// would not fit is dropped instead of kept.
 import { StevedoreError } from '../util/errors.ts';
 
 interface Waiter {
@@ -28,9 +22,6 @@ export class ByteBudget {
   readonly limit: number;
   private used = 0;
   private readonly waiters: Waiter[] = [];
-  /** Idle buffers by length. */
-  private readonly pool = new Map<number, Buffer[]>();
-  private idle = 0;
 
   constructor(limitBytes: number) {
     if (!Number.isSafeInteger(limitBytes) || limitBytes <= 0) {
@@ -69,55 +60,6 @@ export class ByteBudget {
       }
       this.waiters.push(waiter);
     });
-  }
-
-  /** Bytes held by idle pooled buffers. */
-  get pooledBytes(): number {
-    return this.idle;
-  }
-
-  /**
-   * Like acquire(), and hands out a buffer of exactly `bytes` bytes (its
-   * content is whatever it held before). The release gives the bytes back and
-   * keeps the buffer for a later request; the buffer must not be used after it.
-   */
-  async acquireBuffer(bytes: number, signal?: AbortSignal): Promise<{ buffer: Buffer; release: () => void }> {
-    const releaseBytes = await this.acquire(bytes, signal);
-    let buffer = this.pool.get(bytes)?.pop();
-    if (buffer) this.idle -= bytes;
-    else {
-      this.trimPool(this.limit - this.used);
-      buffer = Buffer.allocUnsafe(bytes);
-    }
-    const held = buffer;
-    let released = false;
-    return {
-      buffer: held,
-      release: () => {
-        if (released) return;
-        released = true;
-        // Kept only while idle and used bytes together stay within the limit (before this release's bytes return).
-        if (this.idle + this.used <= this.limit && bytes > 0) {
-          const list = this.pool.get(bytes);
-          if (list) list.push(held);
-          else this.pool.set(bytes, [held]);
-          this.idle += bytes;
-        }
-        releaseBytes();
-      },
-    };
-  }
-
-  /** Drops idle buffers until at most `keep` bytes (0 or more) of them are left. */
-  private trimPool(keep: number): void {
-    for (const [size, list] of this.pool) {
-      while (this.idle > Math.max(0, keep) && list.length > 0) {
-        list.pop();
-        this.idle -= size;
-      }
-      if (list.length === 0) this.pool.delete(size);
-      if (this.idle <= Math.max(0, keep)) return;
-    }
   }
 
   private fits(bytes: number): boolean {
