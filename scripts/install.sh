@@ -180,9 +180,17 @@ STAGE=$OPT.new
 make_dir "$ROOT/opt" 0755
 run rm -rf "$STAGE"
 make_dir "$STAGE" 0755
-for f in package.json package-lock.json README.md bin src proto systemd docs; do
+# dist/ (the JavaScript build of src/, from `npm install` or `npm run build` in
+# the release) is copied after src/ and its stamp touched: bin/stevedore.js runs
+# it only while it is newer than every source file.
+for f in package.json package-lock.json README.md bin src proto systemd docs dist; do
   if [ -e "$SRC/$f" ]; then run cp -R "$SRC/$f" "$STAGE/"; fi
 done
+if [ -e "$SRC/dist/BUILD_STAMP" ]; then
+  run touch "$STAGE/dist/BUILD_STAMP"
+else
+  warn "$SRC has no dist/ (run npm run build there first): the agent runs from the TypeScript sources, with about 27 MB more memory"
+fi
 # Only the runtime dependencies. --ignore-scripts: the package's own `prepare`
 # is for development, and no runtime dependency needs a build step; the one
 # exception is `node` (Node.js 24 for the units), whose binary comes with its

@@ -126,7 +126,9 @@ function importGraph(entry: string): string[] {
     seen.add(file);
     const text = readFileSync(path.join(REPO, file), 'utf8');
     for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)'(\.{1,2}\/[^']+)'/g)) {
-      queue.push(path.posix.join(path.posix.dirname(file), m[1]!));
+      const target = path.posix.join(path.posix.dirname(file), m[1]!);
+      // dist/ is the build of src/, made in the image's build stage (checked below).
+      if (!target.startsWith('dist/')) queue.push(target);
     }
   }
   return [...seen];
@@ -159,6 +161,21 @@ void t.test('everything the CLI loads is copied into the image', (t) => {
   t.same(missing, [], 'each under a COPY');
   t.ok(copied.includes('proto'), 'the .proto files the gRPC services load at run time');
   t.ok(copied.includes('package.json'), '"type": "module"');
+  t.end();
+});
+
+void t.test('the image runs the JavaScript build of src/, made in a build stage', (t) => {
+  const all = instructions(DOCKERFILE);
+  const stages = all.filter((i) => i.keyword === 'FROM').map((i) => i.args);
+  t.ok(stages.some((s) => /\bAS build$/i.test(s)), 'a build stage');
+  const buildStage = all.slice(all.findIndex((i) => i.keyword === 'FROM' && /\bAS build$/i.test(i.args)));
+  t.ok(buildStage.some((i) => i.keyword === 'RUN' && i.args.includes('node scripts/build.ts')), 'it runs scripts/build.ts');
+  t.notOk(ignored('scripts/build.ts', DOCKERIGNORE), 'scripts/build.ts is in the context');
+  t.ok(ignored('dist/cli/main.js', DOCKERIGNORE), 'a local dist/ stays out: the image builds its own');
+  const last = finalStage(all);
+  t.ok(last.some((i) => i.keyword === 'COPY' && /--from=build\s+\/opt\/stevedore\/dist\s+\.\/dist$/.test(i.args)), 'dist/ copied into the image');
+  t.match(last.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' '), /STEVEDORE_RUN_FROM=dist/, 'bin/stevedore.js runs dist/ whatever the files\' times');
+  t.ok(importGraph('bin/stevedore.js').length > 20, 'the sources stay in the image too (STEVEDORE_RUN_FROM=src)');
   t.end();
 });
 

@@ -12,6 +12,7 @@ import { StevedoreError } from '../util/errors.ts';
 import { DEFAULT_FATAL_XIDS } from './inventory/gpu-health.ts';
 import type { GpuHealthConfig } from './gpu-health-monitor.ts';
 import { isListenOff, parseListenAddress } from '../util/status-http-server.ts';
+import { CAPABILITIES, DEFAULT_SECURITY_POLICY, normalizeCapability, type SecurityPolicy } from '../spec/job-spec.ts';
 import { compileS3Endpoint, isValidEndpointName, s3EndpointSchema, DEFAULT_ENDPOINT_NAME, type S3EndpointConfig } from '../storage/s3-config.ts';
 
 export interface AgentConfig {
@@ -48,6 +49,12 @@ export interface AgentConfig {
   };
   /** GPU health checks (docs/operations.md "GPU health"); always set by loadAgentConfig, undefined means GPU_HEALTH_DEFAULTS. */
   gpuHealth?: GpuHealthConfig;
+  /**
+   * What jobs may ask for beyond the container defaults (privileged, capabilities,
+   * host mounts, devices, host network and IPC); always set by loadAgentConfig,
+   * undefined means DEFAULT_SECURITY_POLICY.
+   */
+  security?: SecurityPolicy;
 }
 
 export const PREEMPTION_CLOUDS = ['auto', 'aws', 'gcp', 'azure', 'none'] as const;
@@ -142,6 +149,7 @@ type Sources = Map<string, string>;
 // A message for a value of the wrong type, or "is required" when it is missing.
 const typeError = (what: string) => (issue: { input?: unknown }): string => (issue.input === undefined ? 'is required' : what);
 const str = z.string({ error: typeError('must be a text value') });
+const bool = z.boolean({ error: typeError('must be true or false') });
 const num = (what: string) => z.number({ error: typeError(`must be a number of ${what}`) });
 
 function issue(ctx: z.RefinementCtx, message: string, p: (string | number)[] = []): void {
@@ -288,6 +296,31 @@ function fileSchema(cwd: string) {
         })
         .strict()
         .optional(),
+      security: z
+        .object({
+          allowPrivileged: bool.optional(),
+          allowedCapabilities: z
+            .array(str.transform(normalizeCapability).superRefine((cap, ctx) => {
+              if (cap !== 'ALL' && !(CAPABILITIES as readonly string[]).includes(cap)) issue(ctx, `${JSON.stringify(cap)} is not a Linux capability; write for example SYS_PTRACE or IPC_LOCK`);
+            }), { error: 'must be a list of capabilities, such as [SYS_PTRACE, IPC_LOCK]' })
+            .optional(),
+          allowedHostPaths: z
+            .array(str.superRefine((entry, ctx) => checkAllowedPath(entry.replace(/:ro$/, ''), '/data/shared or /data/datasets:ro', ctx)), { error: 'must be a list of host directories, such as [/data/shared, /data/datasets:ro]' })
+            .optional(),
+          allowedDevices: z
+            .array(
+              str.superRefine((entry, ctx) => {
+                if (!entry.startsWith('/dev/')) issue(ctx, `${JSON.stringify(entry)} is not under /dev; write for example /dev/infiniband`);
+                else checkAllowedPath(entry, '/dev/infiniband', ctx);
+              }),
+              { error: 'must be a list of device paths, such as [/dev/infiniband]' },
+            )
+            .optional(),
+          allowHostNetwork: bool.optional(),
+          allowHostIpc: bool.optional(),
+        })
+        .strict()
+        .optional(),
       metrics: z
         .object({
           listen: str
@@ -302,6 +335,20 @@ function fileSchema(cwd: string) {
         .optional(),
     })
     .strict();
+}
+
+function checkAllowedPath(entry: string, example: string, ctx: z.RefinementCtx): void {
+  if (!entry.startsWith('/') || entry.includes('\0')) issue(ctx, `${JSON.stringify(entry)} is not an absolute path; write for example ${example}`);
+  else if (entry.split('/').includes('..')) issue(ctx, `${JSON.stringify(entry)} contains ".."; name the directory itself`);
+  else if (path.posix.normalize(entry) === '/') issue(ctx, 'must not be /, which would let jobs mount any host path; name the directories jobs may use');
+}
+
+/** allowedHostPaths entries: "/data" (read-write) or "/data:ro" (read-only mounts only). */
+function compileHostPaths(entries: string[]): SecurityPolicy['allowedHostPaths'] {
+  return entries.map((entry) => {
+    const readOnly = entry.endsWith(':ro');
+    return { path: path.posix.normalize(readOnly ? entry.slice(0, -3) : entry).replace(/(.)\/+$/, '$1'), readOnly };
+  });
 }
 
 function checkMetadataUrl(url: string, ctx: z.RefinementCtx): void {
@@ -580,6 +627,14 @@ function compile(c: FileConfig, problems: Problems): AgentConfig {
       maxUncorrectedEcc: c.gpuHealth?.maxUncorrectedEcc ?? GPU_HEALTH_DEFAULTS.maxUncorrectedEcc,
       kernelLog: c.gpuHealth?.kernelLog ?? GPU_HEALTH_DEFAULTS.kernelLog,
       fatalXids: c.gpuHealth?.fatalXids ?? [...GPU_HEALTH_DEFAULTS.fatalXids],
+    },
+    security: {
+      allowPrivileged: c.security?.allowPrivileged ?? DEFAULT_SECURITY_POLICY.allowPrivileged,
+      allowedCapabilities: [...new Set(c.security?.allowedCapabilities ?? DEFAULT_SECURITY_POLICY.allowedCapabilities)],
+      allowedHostPaths: compileHostPaths(c.security?.allowedHostPaths ?? []),
+      allowedDevices: (c.security?.allowedDevices ?? []).map((d) => path.posix.normalize(d).replace(/(.)\/+$/, '$1')),
+      allowHostNetwork: c.security?.allowHostNetwork ?? DEFAULT_SECURITY_POLICY.allowHostNetwork,
+      allowHostIpc: c.security?.allowHostIpc ?? DEFAULT_SECURITY_POLICY.allowHostIpc,
     },
   };
 }

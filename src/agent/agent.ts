@@ -7,7 +7,7 @@ import type { ContainerEngine, ContainerInfo, RegistryAuth } from '../engine/con
 import { DockerEngine } from '../engine/docker-engine.ts';
 import { timestampKey } from '../engine/log-stream.ts';
 import { PROTOCOL_VERSION, type AgentStatus, type Inventory } from '../proto/load.ts';
-import { fromSpecMessage } from '../spec/job-spec.ts';
+import { checkSecurityPolicy, DEFAULT_SECURITY_POLICY, fromSpecMessage } from '../spec/job-spec.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -22,7 +22,7 @@ import { GpuAllocator } from './gpu-allocator.ts';
 import { GpuHealthMonitor } from './gpu-health-monitor.ts';
 import { GPU_HEALTH_DEFAULTS } from './agent-config.ts';
 import { collectInventory } from './inventory/host.ts';
-import { attemptKey, checkJobId, JobPaths } from './job-paths.ts';
+import { attemptKey, checkJobId, JobPaths, prepareHostMounts, resolveDevices } from './job-paths.ts';
 import { LocalApi } from './local-api.ts';
 import type { Notice, PreemptionDetector } from '../preemption/notice.ts';
 import { extendStopWhile } from './systemd.ts';
@@ -248,6 +248,7 @@ export class Agent {
         pullInactivityTimeoutMs: this.config.pullInactivityTimeoutSeconds * 1000,
         checkpoints: this.checkpointServices,
         data: this.dataServices,
+        security: this.config.security ?? DEFAULT_SECURITY_POLICY,
       },
       jobId,
       attempt,
@@ -344,6 +345,11 @@ export class Agent {
     if (spec.checkpoint) this.storeFor(spec.checkpoint);
     if (spec.output) this.destination('output', spec.output.endpoint, spec.output.destination);
     if (spec.input?.url.startsWith('s3://')) this.objectStore('input', spec.input.endpoint, spec.input.url.slice(5).split('/')[0] ?? '');
+    // SPEC_FORBIDDEN for more than this node allows: the coordinator fails the job, it does not retry it.
+    const security = this.config.security ?? DEFAULT_SECURITY_POLICY;
+    checkSecurityPolicy(spec, security);
+    prepareHostMounts(spec.hostMounts ?? [], security);
+    resolveDevices(spec.devices ?? [], security);
     this.paths.prepareMounts(start.jobId, spec.mounts);
     const key = attemptKey(start.jobId, start.attempt);
     const gpuUuids = this.allocator.allocate(key, spec.resources.gpus);

@@ -2,7 +2,7 @@
 // logs, exit. It starts from whatever state the ledger holds, so the same code
 // runs a new attempt and re-adopts one after an agent restart.
 import type { ContainerEngine, ContainerSpec, RegistryAuth } from '../engine/container-engine.ts';
-import type { JobSpec } from '../spec/job-spec.ts';
+import { checkSecurityPolicy, DEFAULT_SECURITY_POLICY, type JobSpec, type SecurityPolicy } from '../spec/job-spec.ts';
 import type { Clock } from '../util/clock.ts';
 import { asStevedoreError, isStevedoreError, messageOf, StevedoreError } from '../util/errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -18,7 +18,7 @@ import path from 'node:path';
 import type { EventJournal } from './event-journal.ts';
 import type { GpuAllocator } from './gpu-allocator.ts';
 import { JobLog } from './job-log.ts';
-import { attemptKey, type JobPaths } from './job-paths.ts';
+import { attemptKey, prepareHostMounts, resolveDevices, type JobPaths } from './job-paths.ts';
 import { formatBytes } from '../util/size.ts';
 import type { Notice } from '../preemption/notice.ts';
 import { AttemptProgress, PullProgressTotals, urlForDisplay } from './attempt-progress.ts';
@@ -48,6 +48,8 @@ export interface AttemptRunnerDeps {
   pullInactivityTimeoutMs: number;
   checkpoints: CheckpointServices;
   data: DataServices;
+  /** What jobs may ask for beyond the container defaults; default DEFAULT_SECURITY_POLICY (closed). */
+  security?: SecurityPolicy;
 }
 
 export interface DataServices {
@@ -371,7 +373,13 @@ export class AttemptRunner {
   private async createContainer(): Promise<void> {
     const record = this.record;
     const spec = this.specOf(record);
+    // Checked again here, not only when the job was accepted: the policy may
+    // have been narrowed by a restart of the agent since.
+    const security = this.deps.security ?? DEFAULT_SECURITY_POLICY;
+    checkSecurityPolicy(spec, security);
     const mounts = this.deps.paths.prepareMounts(this.jobId, spec.mounts);
+    mounts.push(...prepareHostMounts(spec.hostMounts ?? [], security));
+    const devices = resolveDevices(spec.devices ?? [], security);
     const checkpoints = this.checkpointsOf(record);
     if (checkpoints) mounts.push(checkpoints.mount());
     if (spec.input && record.inputPath) mounts.push({ hostPath: record.inputPath, containerPath: spec.input.target, readOnly: true });
@@ -401,6 +409,9 @@ export class AttemptRunner {
       hostIpc: spec.hostIpc,
       hostNetwork: spec.hostNetwork,
       mounts,
+      privileged: spec.privileged === true,
+      capAdd: spec.capabilities ?? [],
+      devices,
       stopSignal: spec.stopSignal,
       workingDir: spec.workingDir,
     };

@@ -1,7 +1,10 @@
 // The agent's own API on a local unix socket, for `stevedore status --agent`
-// on the host. Only root and the configured group may use it.
+// on the host. Only root and the configured group may use it: the socket is
+// 0600 (0660 with socketGroup, group-owned by it), and the directory holding it
+// must not be writable by others, who could otherwise replace the socket.
 import * as grpc from '@grpc/grpc-js';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { AgentStatus, AgentStatus__Output } from '../proto/load.ts';
 import { v1 } from '../proto/load.ts';
@@ -28,17 +31,17 @@ export class LocalApi {
   }
 
   async start(group: string | undefined): Promise<void> {
-    mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
-    // A socket left by a killed agent would make the bind fail.
-    rmSync(this.socketPath, { force: true });
+    const gid = group ? groupId(group) : undefined;
+    prepareSocketDir(path.dirname(this.socketPath));
+    await removeStaleSocket(this.socketPath);
     await new Promise<void>((resolve, reject) => {
       this.server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
         if (err) reject(new StevedoreError('STATE_DIR_UNWRITABLE', `cannot listen on ${this.socketPath}: ${err.message}; choose another path with --socket`, { cause: err }));
         else resolve();
       });
     });
-    chmodSync(this.socketPath, group ? 0o660 : 0o600);
-    if (group) chownSync(this.socketPath, process.getuid?.() ?? 0, groupId(group));
+    chmodSync(this.socketPath, gid !== undefined ? 0o660 : 0o600);
+    if (gid !== undefined) chownSync(this.socketPath, process.getuid?.() ?? 0, gid);
   }
 
   async close(): Promise<void> {
@@ -49,6 +52,51 @@ export class LocalApi {
     });
     rmSync(this.socketPath, { force: true });
   }
+}
+
+/** Creates the socket's directory (0755), or checks that others cannot write to the existing one. */
+function prepareSocketDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const st = statSync(dir);
+  // World-writable without the sticky bit: anyone could replace the socket with their own.
+  if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new StevedoreError('LOCAL_SOCKET_UNUSABLE', `the local socket's directory ${dir} is writable by every user, who could replace the socket: use a directory of its own such as /run/stevedore (socketPath), or chmod o-w ${dir}`);
+  }
+}
+
+/**
+ * Removes a socket left by an agent that was killed; refuses to touch a socket
+ * another agent still listens on, and anything at the path that is not a socket.
+ */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(socketPath).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new StevedoreError('LOCAL_SOCKET_UNUSABLE', `cannot check ${socketPath}: ${messageOf(err)}; choose another path with --socket`, { cause: err });
+  }
+  if (!isSocket) {
+    throw new StevedoreError('LOCAL_SOCKET_UNUSABLE', `${socketPath} exists and is not a socket; it was left as it is. Move it away, or choose another path with --socket`);
+  }
+  if (await answers(socketPath)) {
+    throw new StevedoreError('LOCAL_SOCKET_UNUSABLE', `another process listens on ${socketPath}, probably another agent: stop it first, or give this one another --socket and --state-dir`);
+  }
+  rmSync(socketPath, { force: true });
+}
+
+/** Whether something accepts connections on the unix socket. */
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath);
+    const done = (result: boolean): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 function groupId(group: string): number {

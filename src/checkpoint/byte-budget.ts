@@ -8,6 +8,11 @@
 // request larger than the whole limit is granted alone, when nothing else is
 // in use, so that an unusually large part (a file past 10,000 parts of the
 // preferred size) cannot deadlock.
+//
+// acquireBuffer() also hands out the part buffer, reusing the ones given back:
+// V8 frees a buffer's memory only when a full collection finds it dead, which
+// an idle JavaScript heap rarely triggers, so a fresh 16 MiB buffer per part
+// left as much memory waiting for the collector as the upload held in flight.
 import { StevedoreError } from '../util/errors.ts';
 
 interface Waiter {
@@ -22,6 +27,9 @@ export class ByteBudget {
   readonly limit: number;
   private used = 0;
   private readonly waiters: Waiter[] = [];
+  /** Buffers given back, by length, for the next requests of that length. */
+  private readonly free = new Map<number, Buffer[]>();
+  private freeBytes = 0;
 
   constructor(limitBytes: number) {
     if (!Number.isSafeInteger(limitBytes) || limitBytes <= 0) {
@@ -62,6 +70,66 @@ export class ByteBudget {
     });
   }
 
+  /** Bytes of buffers given back and kept for reuse (never more than the limit less the bytes in use). */
+  get pooledBytes(): number {
+    return this.freeBytes;
+  }
+
+  /**
+   * acquire() with a buffer of `bytes` to fill (its content is whatever an
+   * earlier holder left). Buffers given back are reused by later requests of
+   * the same length while the budget is busy: in-use and kept bytes together
+   * stay within the limit, and the kept ones are dropped as soon as nothing is
+   * in use. The buffer must not be touched after release().
+   */
+  async acquireBuffer(bytes: number, signal?: AbortSignal): Promise<{ buffer: Buffer; release: () => void }> {
+    const releaseBytes = await this.acquire(bytes, signal);
+    const buffer = this.reuse(bytes) ?? this.allocate(bytes);
+    let released = false;
+    return {
+      buffer,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.keep(buffer);
+        releaseBytes();
+      },
+    };
+  }
+
+  private reuse(bytes: number): Buffer | undefined {
+    const list = this.free.get(bytes);
+    const buffer = list?.pop();
+    if (buffer === undefined) return undefined;
+    if (list?.length === 0) this.free.delete(bytes);
+    this.freeBytes -= bytes;
+    return buffer;
+  }
+
+  private allocate(bytes: number): Buffer {
+    // Kept buffers of other lengths give way first: in use and kept stay within the limit.
+    for (const [length, list] of this.free) {
+      if (this.used + this.freeBytes <= this.limit) break;
+      this.freeBytes -= length * list.length;
+      this.free.delete(length);
+    }
+    return Buffer.allocUnsafe(bytes);
+  }
+
+  private keep(buffer: Buffer): void {
+    // `used` still counts this buffer: kept and in use after its release stay within the limit.
+    if (this.used + this.freeBytes > this.limit) return;
+    const list = this.free.get(buffer.length);
+    if (list) list.push(buffer);
+    else this.free.set(buffer.length, [buffer]);
+    this.freeBytes += buffer.length;
+  }
+
+  private dropKept(): void {
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+
   private fits(bytes: number): boolean {
     return this.used + bytes <= this.limit || (this.used === 0 && bytes > this.limit);
   }
@@ -73,6 +141,7 @@ export class ByteBudget {
       if (released) return;
       released = true;
       this.used -= bytes;
+      if (this.used === 0 && this.waiters.length === 0) this.dropKept();
       this.drain();
     };
   }

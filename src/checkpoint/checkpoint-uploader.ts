@@ -754,6 +754,7 @@ export class CheckpointUploader {
         const releaseSlot = await this.slots.acquire(() => this.rank(v, v.finalizing), signal);
         let releaseBytes: (() => void) | undefined;
         try {
+          // The part's buffer comes with its bytes from the budget, reused from parts already sent.
           const held = await this.budget.acquireBuffer(length, signal);
           releaseBytes = held.release;
           const buffer = held.buffer;

@@ -113,6 +113,16 @@ export function partDigests(data: Buffer, partSize: number): string[] {
   return out;
 }
 
+/** Whether `data` is the content a manifest entry lists (size, and part digests or, v1, the whole SHA-256). */
+export function contentMatches(f: ManifestFile, data: Buffer): boolean {
+  if (data.length !== f.size) return false;
+  if (f.parts !== undefined && f.partSize !== undefined) {
+    const digests = partDigests(data, f.partSize);
+    return digests.length === f.parts.length && digests.every((d, i) => d === f.parts?.[i]);
+  }
+  return createHash('sha256').update(data).digest('hex') === f.sha256;
+}
+
 /**
  * What identifies a file's content for reuse and comparison: its size and
  * digests. A single part's digest is the whole file's SHA-256, so a one-part

@@ -1,31 +1,41 @@
 // The stevedore executable: one program, one subcommand per concern.
 import { Command, CommanderError } from 'commander';
 import { isStevedoreError, messageOf } from '../util/errors.ts';
-import { registerAgent } from './commands/agent.ts';
-import { registerVersion } from './commands/version.ts';
-import { registerCoordinator } from './commands/coordinator.ts';
-import { registerSubmit } from './commands/submit.ts';
-import { registerStatus } from './commands/status.ts';
-import { registerLogs } from './commands/logs.ts';
-import { registerCancel } from './commands/cancel.ts';
-import { registerCheckpoints } from './commands/checkpoints.ts';
-import { registerDrain } from './commands/drain.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './output.ts';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every subcommand, in the order of the help, with the module that defines it.
+ * Modules are loaded only for the command being run: `stevedore status` does
+ * not load the agent (Docker, S3) nor the coordinator.
+ */
+const COMMANDS: readonly (readonly [name: string, load: () => Promise<Register>])[] = [
+  ['agent', async () => (await import('./commands/agent.ts')).registerAgent],
+  ['version', async () => (await import('./commands/version.ts')).registerVersion],
+  ['coordinator', async () => (await import('./commands/coordinator.ts')).registerCoordinator],
+  ['submit', async () => (await import('./commands/submit.ts')).registerSubmit],
+  ['status', async () => (await import('./commands/status.ts')).registerStatus],
+  ['logs', async () => (await import('./commands/logs.ts')).registerLogs],
+  ['cancel', async () => (await import('./commands/cancel.ts')).registerCancel],
+  ['checkpoints', async () => (await import('./commands/checkpoints.ts')).registerCheckpoints],
+  ['drain', async () => (await import('./commands/drain.ts')).registerDrain],
+  ['certs', async () => (await import('./commands/certs.ts')).registerCerts],
+];
+
+/**
+ * The program with the subcommand `argv` names, or with every subcommand
+ * (no argv, help, no command, an unknown one: commander then lists them or
+ * suggests the nearest).
+ */
+export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('stevedore')
     .description('Node agent for GPU training fleets, with its reference coordinator and operator CLI')
     .showHelpAfterError()
     .exitOverride();
-  registerAgent(program);
-  registerVersion(program);
-  registerCoordinator(program);
-  registerSubmit(program);
-  registerStatus(program);
-  registerLogs(program);
-  registerCancel(program);
-  registerCheckpoints(program);
-  registerDrain(program);
+  const named = argv?.find((a) => !a.startsWith('-'));
+  const only = COMMANDS.filter(([name]) => name === named);
+  for (const [, load] of only.length > 0 ? only : COMMANDS) (await load())(program);
   return program;
 }
 
@@ -36,8 +46,8 @@ export function buildProgram(): Command {
  * empty, with --json too, so that a script never parses an error as a result.
  */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = await buildProgram(argv);
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
   } catch (err) {

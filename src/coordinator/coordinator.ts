@@ -17,6 +17,14 @@ import { CoordinatorMetrics } from './coordinator-metrics.ts';
 import { StatusHttpServer, isListenOff, parseListenAddress, type ReadinessCheck } from '../util/status-http-server.ts';
 import { VERSION } from '../version.ts';
 
+/**
+ * The largest message the coordinator takes from an agent or a client (4 MiB).
+ * A larger one ends that call with RESOURCE_EXHAUSTED; other calls go on. The
+ * agent's messages stay far below it (a spec is at most 256 KiB, a logs event
+ * at most 200 lines of 16 KiB).
+ */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 export interface CoordinatorTlsOptions {
   /** CA bundle (PEM file) that agent and operator client certificates must chain to. */
   ca: string;
@@ -145,7 +153,7 @@ export class Coordinator {
     const registry = new SessionRegistry();
     const engine = new Engine({ store, sink: registry, bus, clock, logger, leaseMs, heartbeatIntervalMs, metrics: this.metrics });
     const followers = new Set<() => void>();
-    const server = new grpc.Server();
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES });
     server.addService(v1.AgentSession.service, {
       Connect: (call: Parameters<typeof handleConnect>[0]) => handleConnect(call, { engine: () => engine, registry, clock, logger, leaseMs, heartbeatIntervalMs }),
     });

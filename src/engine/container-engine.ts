@@ -26,6 +26,12 @@ export interface ContainerSpec {
   /** NetworkMode when not hostNetwork, e.g. 'none'; default: the engine's default network. */
   networkMode?: string;
   mounts: { hostPath: string; containerPath: string; readOnly: boolean }[];
+  /** Default false. Only when the agent's security policy allows it. */
+  privileged?: boolean;
+  /** Capabilities added to the engine's defaults (SYS_PTRACE); default none. */
+  capAdd?: string[];
+  /** Host devices (besides GPUs, which come through gpuUuids); default none. */
+  devices?: { hostPath: string; containerPath: string }[];
   /** The signal the engine's own stop sends, e.g. 'SIGTERM'. */
   stopSignal: string;
   /** '' = the image's default. */

@@ -1,8 +1,12 @@
 // ContainerEngine over the Docker Engine API (dockerode), API 1.41 and later.
 //
-// Every container gets the same security defaults: no-new-privileges, never
-// privileged, no added capabilities. Engine failures become StevedoreErrors
-// whose message carries the engine's own words and what to do about them.
+// Every container gets the same security defaults: no-new-privileges, the
+// engine's default seccomp and AppArmor profiles (never "unconfined"), its own
+// PID namespace, not privileged, no added capabilities, no host devices but
+// the GPUs it was given. The agent asks for more (privileged, capabilities,
+// devices) only where its security policy allows (src/spec/job-spec.ts).
+// Engine failures become StevedoreErrors whose message carries the engine's
+// own words and what to do about them.
 import Docker from 'dockerode';
 import { systemClock } from '../util/clock.ts';
 import type { Clock, Timer } from '../util/clock.ts';
@@ -258,8 +262,9 @@ export class DockerEngine implements ContainerEngine {
   async create(spec: ContainerSpec): Promise<string> {
     const hostConfig: Docker.HostConfig = {
       SecurityOpt: [...SECURITY_OPTS],
-      Privileged: false,
-      CapAdd: [],
+      Privileged: spec.privileged === true,
+      CapAdd: [...(spec.capAdd ?? [])],
+      Devices: (spec.devices ?? []).map((d) => ({ PathOnHost: d.hostPath, PathInContainer: d.containerPath, CgroupPermissions: 'rwm' })),
       Ulimits: spec.ulimits.map((u) => ({ Name: u.name, Soft: u.soft, Hard: u.hard })),
       Mounts: spec.mounts.map((m) => ({ Type: 'bind' as const, Source: m.hostPath, Target: m.containerPath, ReadOnly: m.readOnly })),
     };

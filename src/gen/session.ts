@@ -22,6 +22,7 @@ import type { Gpu as _stevedore_v1_Gpu, Gpu__Output as _stevedore_v1_Gpu__Output
 import type { GpuHealth as _stevedore_v1_GpuHealth, GpuHealth__Output as _stevedore_v1_GpuHealth__Output } from './stevedore/v1/GpuHealth.ts';
 import type { Heartbeat as _stevedore_v1_Heartbeat, Heartbeat__Output as _stevedore_v1_Heartbeat__Output } from './stevedore/v1/Heartbeat.ts';
 import type { HeartbeatAck as _stevedore_v1_HeartbeatAck, HeartbeatAck__Output as _stevedore_v1_HeartbeatAck__Output } from './stevedore/v1/HeartbeatAck.ts';
+import type { HostMount as _stevedore_v1_HostMount, HostMount__Output as _stevedore_v1_HostMount__Output } from './stevedore/v1/HostMount.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from './stevedore/v1/InputSpec.ts';
 import type { Inventory as _stevedore_v1_Inventory, Inventory__Output as _stevedore_v1_Inventory__Output } from './stevedore/v1/Inventory.ts';
 import type { JobSpec as _stevedore_v1_JobSpec, JobSpec__Output as _stevedore_v1_JobSpec__Output } from './stevedore/v1/JobSpec.ts';
@@ -68,6 +69,7 @@ export interface ProtoGrpcType {
       GpuHealth: MessageTypeDefinition<_stevedore_v1_GpuHealth, _stevedore_v1_GpuHealth__Output>
       Heartbeat: MessageTypeDefinition<_stevedore_v1_Heartbeat, _stevedore_v1_Heartbeat__Output>
       HeartbeatAck: MessageTypeDefinition<_stevedore_v1_HeartbeatAck, _stevedore_v1_HeartbeatAck__Output>
+      HostMount: MessageTypeDefinition<_stevedore_v1_HostMount, _stevedore_v1_HostMount__Output>
       InputSpec: MessageTypeDefinition<_stevedore_v1_InputSpec, _stevedore_v1_InputSpec__Output>
       Inventory: MessageTypeDefinition<_stevedore_v1_Inventory, _stevedore_v1_Inventory__Output>
       JobSpec: MessageTypeDefinition<_stevedore_v1_JobSpec, _stevedore_v1_JobSpec__Output>

@@ -62,7 +62,8 @@ export function parseRfc1123(text: string): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-function parseDocument(body: string): Document | string {
+/** The Scheduled Events document in a body, or why the body is not one. */
+export function parseDocument(body: string): Document | string {
   let doc: unknown;
   try {
     doc = JSON.parse(body);
@@ -77,7 +78,8 @@ function parseDocument(body: string): Document | string {
   return { incarnation, events: events as unknown[] };
 }
 
-function asEvent(value: unknown): ScheduledEvent | undefined {
+/** One listed event with the fields the detector reads, or undefined when it has no EventId or EventType. */
+export function asEvent(value: unknown): ScheduledEvent | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const e = value as Record<string, unknown>;
   if (typeof e.EventId !== 'string' || e.EventId === '' || typeof e.EventType !== 'string') return undefined;

@@ -16,8 +16,9 @@
 //    Basic and Bearer credentials, PEM private keys, and the secret values the
 //    process was given (LoggerOptions.secrets) in their plain, JSON and URL forms.
 // docs/operations.md ("Logs") lists what is redacted.
+import { createRequire } from 'node:module';
 import pino from 'pino';
-import { prettyFactory } from 'pino-pretty';
+import type { prettyFactory as PrettyFactory } from 'pino-pretty';
 import { StevedoreError } from './errors.ts';
 
 export type Logger = pino.Logger;
@@ -201,7 +202,12 @@ export interface LoggerOptions {
   secrets?: Iterable<string>;
 }
 
+// pino-pretty (and its dependencies) only for a pretty log: a JSON log, the
+// agent's under systemd, does not carry its memory.
+const requireModule = createRequire(import.meta.url);
+
 function prettyDestination(target: pino.DestinationStream, colorize: boolean): pino.DestinationStream {
+  const { prettyFactory } = requireModule('pino-pretty') as { prettyFactory: typeof PrettyFactory };
   const pretty = prettyFactory({ colorize, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l o', ignore: 'pid,hostname' });
   return { write: (line: string) => target.write(pretty(line)) };
 }

@@ -38,6 +38,7 @@ void t.test('defaults when there is no file, no environment and no flags', (t) =
     preemption: { cloud: 'auto', metadataUrl: undefined, pollSeconds: undefined, safetyMarginSeconds: 10, drainOnSigterm: 'auto', sigtermWindowSeconds: 80 },
     metrics: { listen: '0.0.0.0:9464' },
     gpuHealth: { intervalSeconds: 30, maxTemperatureC: 90, maxUncorrectedEcc: 0, kernelLog: '/dev/kmsg', fatalXids: [48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120] },
+    security: { allowPrivileged: false, allowedCapabilities: [], allowedHostPaths: [], allowedDevices: [], allowHostNetwork: true, allowHostIpc: true },
   } satisfies AgentConfig);
   t.equal(DEFAULT_CONFIG_FILE, '/etc/stevedore/agent.yaml');
   t.end();
@@ -108,6 +109,13 @@ preemption:
   sigtermWindowSeconds: 60
 metrics:
   listen: 127.0.0.1:9100
+security:
+  allowPrivileged: true
+  allowedCapabilities: [SYS_PTRACE, cap_ipc_lock]
+  allowedHostPaths: [/data/shared/, /data/datasets:ro]
+  allowedDevices: [/dev/infiniband]
+  allowHostNetwork: false
+  allowHostIpc: false
 `,
   });
   const config = loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {}, cwd: dir });
@@ -155,6 +163,14 @@ metrics:
     preemption: { cloud: 'aws', metadataUrl: 'http://127.0.0.1:8111', pollSeconds: 0.5, safetyMarginSeconds: 15, drainOnSigterm: 'always', sigtermWindowSeconds: 60 },
     metrics: { listen: '127.0.0.1:9100' },
     gpuHealth: { intervalSeconds: 30, maxTemperatureC: 90, maxUncorrectedEcc: 0, kernelLog: '/dev/kmsg', fatalXids: [48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120] },
+    security: {
+      allowPrivileged: true,
+      allowedCapabilities: ['SYS_PTRACE', 'IPC_LOCK'],
+      allowedHostPaths: [{ path: '/data/shared', readOnly: false }, { path: '/data/datasets', readOnly: true }],
+      allowedDevices: ['/dev/infiniband'],
+      allowHostNetwork: false,
+      allowHostIpc: false,
+    },
   } satisfies AgentConfig);
   t.end();
 });
@@ -509,5 +525,28 @@ void t.test('preemption: each cloud and none are accepted; the margin may be 0',
     t.equal(config.preemption.cloud, cloud);
     t.equal(config.preemption.safetyMarginSeconds, 0);
   }
+  t.end();
+});
+
+void t.test('security problems name the field and the fix', (t) => {
+  const dir = t.testdir({
+    'agent.yaml': `
+security:
+  allowPrivileged: "yes"
+  allowedCapabilities: [SYS_PTRACE, SUPERPOWER]
+  allowedHostPaths: [/, data/shared, /data/../etc]
+  allowedDevices: [/etc/passwd]
+  allowHostIpc: 1
+`,
+  });
+  const err = errorOf(() => loadAgentConfig({ file: path.join(dir, 'agent.yaml'), env: {} }));
+  t.equal(err.code, 'CONFIG_INVALID');
+  t.match(err.message, 'security.allowPrivileged: must be true or false');
+  t.match(err.message, 'security.allowedCapabilities[1]: "SUPERPOWER" is not a Linux capability');
+  t.match(err.message, 'security.allowedHostPaths[0]: must not be /, which would let jobs mount any host path');
+  t.match(err.message, 'security.allowedHostPaths[1]: "data/shared" is not an absolute path');
+  t.match(err.message, 'security.allowedHostPaths[2]: "/data/../etc" contains ".."');
+  t.match(err.message, 'security.allowedDevices[0]: "/etc/passwd" is not under /dev');
+  t.match(err.message, 'security.allowHostIpc: must be true or false');
   t.end();
 });

@@ -127,3 +127,47 @@ void t.test('invalid limits and requests are refused', async (t) => {
   t.equal(budget.inUse, 0);
   none();
 });
+
+void t.test('part buffers are reused while the budget is busy and dropped once it is idle', async (t) => {
+  const budget = new ByteBudget(100);
+  const keepBusy = await budget.acquire(10);
+  const a = await budget.acquireBuffer(30);
+  t.equal(a.buffer.length, 30);
+  t.equal(budget.inUse, 40);
+  a.buffer.fill(7);
+  a.release();
+  a.release();
+  t.equal(budget.inUse, 10, 'the bytes are given back once');
+  t.equal(budget.pooledBytes, 30, 'the buffer is kept for the next part');
+  const b = await budget.acquireBuffer(30);
+  t.equal(b.buffer, a.buffer, 'the same memory serves the next part of that length');
+  t.equal(budget.pooledBytes, 0);
+  const c = await budget.acquireBuffer(20);
+  t.not(c.buffer, b.buffer, 'a part of another length gets its own buffer');
+  b.release();
+  c.release();
+  t.equal(budget.pooledBytes, 50);
+  keepBusy();
+  t.equal(budget.inUse, 0);
+  t.equal(budget.pooledBytes, 0, 'nothing is kept when nothing is in use');
+});
+
+void t.test('in-use and kept buffers together never exceed the limit', async (t) => {
+  const budget = new ByteBudget(100);
+  const keepBusy = await budget.acquire(10);
+  const parts = await Promise.all([budget.acquireBuffer(40), budget.acquireBuffer(40)]);
+  for (const p of parts) p.release();
+  t.equal(budget.pooledBytes, 80);
+  const other = await budget.acquireBuffer(50);
+  t.ok(budget.inUse + budget.pooledBytes <= budget.limit, `kept buffers of another length make room (${budget.inUse} in use, ${budget.pooledBytes} kept)`);
+  other.release();
+  t.ok(budget.inUse + budget.pooledBytes <= budget.limit);
+  const big = budget.acquireBuffer(200);
+  keepBusy();
+  const granted = await big;
+  t.equal(granted.buffer.length, 200, 'a request over the limit still gets its buffer, alone');
+  t.equal(budget.pooledBytes, 0);
+  granted.release();
+  t.equal(budget.pooledBytes, 0, 'a buffer over the limit is not kept');
+  t.equal(budget.inUse, 0);
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { MANIFEST_FORMAT, MANIFEST_FORMAT_V1, contentId, parseManifest, partCount, partDigests, partRange, serializeManifest, type Manifest } from '../../src/checkpoint/manifest.ts';
+import { MANIFEST_FORMAT, MANIFEST_FORMAT_V1, contentId, contentMatches, parseManifest, partCount, partDigests, partRange, serializeManifest, type Manifest } from '../../src/checkpoint/manifest.ts';
 import { throwsCode } from '../helpers/assert.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -48,5 +48,16 @@ void t.test('content identity: one part equals the whole-file SHA-256; several p
   t.equal(contentId({ size: 10, partSize: 4, parts: partDigests(big, 4) }), contentId({ size: 10, partSize: 4, parts: partDigests(big, 4) }));
   t.not(contentId({ size: 10, partSize: 4, parts: partDigests(big, 4) }), contentId({ size: 10, partSize: 5, parts: partDigests(big, 5) }), 'other part sizes are other digests');
   t.not(contentId({ size: 10, partSize: 4, parts: partDigests(big, 4) }), contentId({ size: 10, sha256: sha(big) }));
+  t.end();
+});
+
+void t.test('contentMatches checks size and digests of either format', (t) => {
+  const data = Buffer.from('0123456789');
+  const v2 = { path: 'a', size: 10, key: 'k', partSize: 4, parts: partDigests(data, 4) };
+  t.ok(contentMatches(v2, data));
+  t.notOk(contentMatches(v2, Buffer.from('0123456780')), 'one byte differs in the last part');
+  t.notOk(contentMatches(v2, data.subarray(0, 9)), 'shorter');
+  t.ok(contentMatches({ path: 'a', size: 10, key: 'k', sha256: sha(data) }, data));
+  t.notOk(contentMatches({ path: 'a', size: 10, key: 'k', sha256: sha(data) }, Buffer.from('0123456780')));
   t.end();
 });

@@ -16,6 +16,8 @@ const SYSTEM_UNITS = '/usr/lib/systemd/system';
 const OPT = '/opt/stevedore';
 const NODE = `${OPT}/node_modules/.bin/node`;
 const ENTRY = `${OPT}/bin/stevedore.js`;
+/** Node's flags for the agent (bench/footprint.ts measures the agent with the unit's). */
+const AGENT_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=256'];
 
 type Unit = Map<string, Map<string, string[]>>;
 
@@ -131,7 +133,10 @@ void t.test('the agent unit', (t) => {
   t.equal(value(unit, 'Service', 'NotifyAccess'), 'all', 'systemd-notify, a child process, may extend the stop timeout');
 
   const exec = value(unit, 'Service', 'ExecStart')?.split(/\s+/) ?? [];
-  t.same(exec.slice(0, 3), [NODE, ENTRY, 'agent'], 'Node.js 24 from the package runs the CLI');
+  const entry = exec.indexOf(ENTRY);
+  t.equal(exec[0], NODE, 'Node.js 24 from the package');
+  t.equal(exec[entry + 1], 'agent', 'runs the CLI');
+  t.same(exec.slice(1, entry), AGENT_NODE_FLAGS, 'V8 flags before the entry point: a small young generation, a cap on the old one');
   t.ok(existsSync(path.join(REPO, 'bin/stevedore.js')));
   t.equal(exec[exec.indexOf('--config') + 1], DEFAULT_CONFIG_FILE, 'the configuration file the agent reads by default');
 

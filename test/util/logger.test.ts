@@ -235,7 +235,7 @@ async function runUntil(t: Test, name: string, args: string[], until: RegExp, en
 void t.test('the coordinator logs JSON lines by default, pretty lines when asked (--log-format, STEVEDORE_LOG_FORMAT)', async (t) => {
   const dir = t.testdir();
   // Three coordinators at once: each its own metrics port, where the command has that server.
-  const hasMetrics = buildProgram().commands.find((c) => c.name() === 'coordinator')?.options.some((o) => o.long === '--metrics-listen') ?? false;
+  const hasMetrics = (await buildProgram()).commands.find((c) => c.name() === 'coordinator')?.options.some((o) => o.long === '--metrics-listen') ?? false;
   const metrics = hasMetrics ? ['--metrics-listen', '127.0.0.1:0'] : [];
   const coordinator = async (db: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> =>
     runUntil(t, `coordinator-${db}`, ['coordinator', '--listen', `127.0.0.1:${await freePort()}`, '--db', path.join(dir, `${db}.db`), ...metrics, ...args], /coordinator started/, env);

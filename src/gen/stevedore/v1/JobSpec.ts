@@ -3,6 +3,7 @@
 import type { Resources as _stevedore_v1_Resources, Resources__Output as _stevedore_v1_Resources__Output } from '../../stevedore/v1/Resources.ts';
 import type { Mount as _stevedore_v1_Mount, Mount__Output as _stevedore_v1_Mount__Output } from '../../stevedore/v1/Mount.ts';
 import type { Ulimit as _stevedore_v1_Ulimit, Ulimit__Output as _stevedore_v1_Ulimit__Output } from '../../stevedore/v1/Ulimit.ts';
+import type { HostMount as _stevedore_v1_HostMount, HostMount__Output as _stevedore_v1_HostMount__Output } from '../../stevedore/v1/HostMount.ts';
 import type { CheckpointSpec as _stevedore_v1_CheckpointSpec, CheckpointSpec__Output as _stevedore_v1_CheckpointSpec__Output } from '../../stevedore/v1/CheckpointSpec.ts';
 import type { InputSpec as _stevedore_v1_InputSpec, InputSpec__Output as _stevedore_v1_InputSpec__Output } from '../../stevedore/v1/InputSpec.ts';
 import type { OutputSpec as _stevedore_v1_OutputSpec, OutputSpec__Output as _stevedore_v1_OutputSpec__Output } from '../../stevedore/v1/OutputSpec.ts';
@@ -22,6 +23,10 @@ export interface JobSpec {
   'stopGraceSeconds'?: (number);
   'pullPolicy'?: (string);
   'workingDir'?: (string);
+  'privileged'?: (boolean);
+  'capabilities'?: (string)[];
+  'hostMounts'?: (_stevedore_v1_HostMount)[];
+  'devices'?: (string)[];
   'checkpoint'?: (_stevedore_v1_CheckpointSpec | null);
   'input'?: (_stevedore_v1_InputSpec | null);
   'output'?: (_stevedore_v1_OutputSpec | null);
@@ -42,6 +47,10 @@ export interface JobSpec__Output {
   'stopGraceSeconds': (number);
   'pullPolicy': (string);
   'workingDir': (string);
+  'privileged': (boolean);
+  'capabilities': (string)[];
+  'hostMounts': (_stevedore_v1_HostMount__Output)[];
+  'devices': (string)[];
   'checkpoint': (_stevedore_v1_CheckpointSpec__Output | null);
   'input': (_stevedore_v1_InputSpec__Output | null);
   'output': (_stevedore_v1_OutputSpec__Output | null);
