@@ -3,8 +3,12 @@
 //
 // - Streaming: a file of a checkpoint still being written gets its next
 //   multipart part as soon as it has grown by a whole part past what was sent
-//   (read at the sent offset, SHA-256 updated in order), so that when the
-//   checkpoint completes only the tails are left.
+//   (read at the sent offset), so that when the checkpoint completes only the
+//   tails are left.
+// - One hash pass: each part is hashed once (SHA-256) as it is read; that
+//   digest is the manifest's (format v2 lists each part's), the request's
+//   signed payload hash and the server's checksum. No file is read twice,
+//   except to prove a file that changed after it was read.
 // - Proof: before the manifest is written, every file is stat'ed again; a file
 //   whose size, modification time or inode changed since its bytes were read
 //   is hashed again and, when its content differs, uploaded again. The
@@ -22,7 +26,7 @@
 // - Failures: S3 operations are retried with backoff for a bounded time; a
 //   checkpoint that still cannot be uploaded is logged and tried again on the
 //   next update. Nothing here crashes the agent.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { CompletedPart, ObjectStore } from '../storage/object-store.ts';
 import { MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, partSizeFor } from '../storage/object-store.ts';
 import { Backoff } from '../util/backoff.ts';
@@ -33,7 +37,7 @@ import type { ByteBudget } from './byte-budget.ts';
 import type { CheckpointCandidate } from './commit-rules.ts';
 import { applyRetention, listCommitted } from './committed.ts';
 import { hashFile, mtimeMsOf, readRange, sameSignature, statSignature, type FileSignature } from './file-hash.ts';
-import { MANIFEST_FORMAT, compareNewestFirst, fileKey, joinKey, manifestKey, parseManifest, serializeManifest, type Manifest, type ManifestFile } from './manifest.ts';
+import { MANIFEST_FORMAT, compareNewestFirst, contentId, fileKey, joinKey, manifestKey, parseManifest, serializeManifest, type Manifest, type ManifestFile } from './manifest.ts';
 
 export interface CommittedCheckpoint {
   manifest: Manifest;
@@ -129,7 +133,8 @@ interface Multipart {
   uploadId: string;
   partSize: number;
   parts: CompletedPart[];
-  hash: Hash;
+  /** Hex SHA-256 of each part read, by part number - 1. */
+  digests: string[];
   /** Bytes read and hashed (sent or being sent), from 0. */
   offset: number;
   /**
@@ -156,7 +161,9 @@ interface FileDone {
   path: string;
   absPath: string;
   size: number;
-  sha256: string;
+  /** The manifest's part size and hex SHA-256 of each part. */
+  partSize: number;
+  parts: string[];
   key: string;
   /** Bytes sent for this file's final content (0 when reused). */
   uploadedBytes: number;
@@ -278,12 +285,12 @@ function fingerprintOf(c: CheckpointCandidate): string {
   return JSON.stringify([c.complete, c.files.map((f) => [f.path, f.size, f.mtimeMs, f.ino])]);
 }
 
-function sameContent(a: readonly Pick<ManifestFile, 'path' | 'size' | 'sha256'>[], b: readonly Pick<ManifestFile, 'path' | 'size' | 'sha256'>[]): boolean {
+function sameContent(a: readonly ManifestFile[], b: readonly ManifestFile[]): boolean {
   if (a.length !== b.length) return false;
   const byPath = new Map(b.map((f) => [f.path, f]));
   return a.every((f) => {
     const o = byPath.get(f.path);
-    return o !== undefined && o.size === f.size && o.sha256 === f.sha256;
+    return o !== undefined && contentId(o) === contentId(f);
   });
 }
 
@@ -311,8 +318,8 @@ export class CheckpointUploader {
 
   /** Committed manifests of the prefix, newest first. */
   private committedList: Manifest[] = [];
-  /** sha256 -> an object holding that content, from the committed manifests. */
-  private known = new Map<string, { key: string; size: number }>();
+  /** Content (see contentId) -> an object holding it, from the committed manifests. */
+  private known = new Map<string, string>();
   private readonly versions = new Map<string, Version>();
   /** Versions given up whose transfers are still settling: their ids are not reused until then. */
   private readonly retiring = new Set<Version>();
@@ -755,14 +762,15 @@ export class CheckpointUploader {
           if (bytesRead < length) {
             throw new StevedoreError('UPLOAD_MISMATCH', `${absPath} is shorter than expected (${mp.offset + bytesRead} bytes, expected at least ${mp.offset + length}): it was truncated or replaced while uploading`);
           }
-          mp.hash.update(buffer);
+          const partNumber = mp.parts.length + inFlight.size + 1;
+          const digest = createHash('sha256').update(buffer).digest();
+          mp.digests[partNumber - 1] = digest.toString('hex');
           mp.offset += length;
           mp.firstSignature ??= signature;
-          const partNumber = mp.parts.length + inFlight.size + 1;
           const beforeComplete = !v.candidate.complete;
           const release = releaseBytes;
           releaseBytes = undefined;
-          const sending = this.s3('upload a part', mp.key, signal, () => this.store.uploadPart(mp.key, mp.uploadId, partNumber, buffer, { signal }))
+          const sending = this.s3('upload a part', mp.key, signal, () => this.store.uploadPart(mp.key, mp.uploadId, partNumber, buffer, { sha256: digest, signal }))
             .then((part) => {
               mp.parts.push(part);
               this.stats.partsUploaded++;
@@ -803,7 +811,7 @@ export class CheckpointUploader {
       await this.abortUpload({ key, uploadId }, this.closeController.signal);
       throw abortError(signal);
     }
-    return { key, uploadId, partSize, parts: [], hash: createHash('sha256'), offset: 0, firstSignature: undefined };
+    return { key, uploadId, partSize, parts: [], digests: [], offset: 0, firstSignature: undefined };
   }
 
   private async abortUpload(mp: Pick<Multipart, 'key' | 'uploadId'>, signal: AbortSignal): Promise<void> {
@@ -887,7 +895,7 @@ export class CheckpointUploader {
           await this.s3('complete a multipart upload', mp.key, signal, () => this.store.completeMultipartUpload(mp.key, mp.uploadId, parts, { signal }));
           this.openUploads.delete(mp.uploadId);
           if (!mp.firstSignature) throw new StevedoreError('INTERNAL', `no read of ${absPath} recorded`);
-          return { path, absPath, size: mp.offset, sha256: mp.hash.digest('hex'), key: mp.key, uploadedBytes: mp.offset, signature: mp.firstSignature };
+          return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key: mp.key, uploadedBytes: mp.offset, signature: mp.firstSignature };
         } catch (err) {
           await this.abortUpload(mp, this.closeController.signal);
           throw err;
@@ -908,24 +916,25 @@ export class CheckpointUploader {
     if (size < partSize) {
       const releaseSlot = await this.slots.acquire(() => this.rank(v, true), signal);
       try {
-        const releaseBytes = await this.budget.acquire(size, signal);
+        const held = await this.budget.acquireBuffer(size, signal);
         try {
-          const buffer = Buffer.allocUnsafe(size);
-          const { bytesRead, signature } = await readRange(absPath, buffer, 0, size);
-          const content = buffer.subarray(0, bytesRead);
-          const sha256 = createHash('sha256').update(content).digest('hex');
-          const reuse = this.reusable(sha256, bytesRead);
+          const { bytesRead, signature } = await readRange(absPath, held.buffer, 0, size);
+          const content = held.buffer.subarray(0, bytesRead);
+          const digest = createHash('sha256').update(content).digest();
+          // One part: its digest is the whole file's.
+          const parts = [digest.toString('hex')];
+          const reuse = this.reusable({ size: bytesRead, partSize, parts });
           if (reuse) {
             v.sentBytes += bytesRead;
-            return { path, absPath, size: bytesRead, sha256, key: reuse, uploadedBytes: 0, signature };
+            return { path, absPath, size: bytesRead, partSize, parts, key: reuse, uploadedBytes: 0, signature };
           }
-          await this.s3('upload a file', key, signal, () => this.store.putObject(key, content, { signal }));
+          await this.s3('upload a file', key, signal, () => this.store.putObject(key, content, { sha256: digest, signal }));
           this.stats.bytesUploaded += bytesRead;
           this.metrics?.bytesUploaded(bytesRead);
           this.sent(v, bytesRead);
-          return { path, absPath, size: bytesRead, sha256, key, uploadedBytes: bytesRead, signature };
+          return { path, absPath, size: bytesRead, partSize, parts, key, uploadedBytes: bytesRead, signature };
         } finally {
-          releaseBytes();
+          held.release();
         }
       } finally {
         releaseSlot();
@@ -936,11 +945,11 @@ export class CheckpointUploader {
     // sent, one pass over the file instead of two.
     let hashed: Awaited<ReturnType<typeof hashFile>> | undefined;
     if (this.mayReuse(size)) {
-      hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { bufferBytes: HASH_BUFFER_BYTES, signal }));
-      const reuse = this.reusable(hashed.sha256, hashed.size);
+      hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { partSize, bufferBytes: HASH_BUFFER_BYTES, signal }));
+      const reuse = this.reusable(hashed);
       if (reuse) {
         v.sentBytes += hashed.size;
-        return { path, absPath, size: hashed.size, sha256: hashed.sha256, key: reuse, uploadedBytes: 0, signature: hashed.signature };
+        return { path, absPath, size: hashed.size, partSize, parts: hashed.parts, key: reuse, uploadedBytes: 0, signature: hashed.signature };
       }
     }
     const total = hashed?.size ?? size;
@@ -957,12 +966,12 @@ export class CheckpointUploader {
     // The earliest read's signature: the hashing pass's, else the first part's.
     const signature = hashed?.signature ?? mp.firstSignature;
     if (!signature) throw new StevedoreError('INTERNAL', `no read of ${absPath} recorded`);
-    return { path, absPath, size: mp.offset, sha256: mp.hash.digest('hex'), key, uploadedBytes: mp.offset, signature };
+    return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key, uploadedBytes: mp.offset, signature };
   }
 
   /** Whether a committed object has exactly this size (only then can a file of this size be reused). */
   private mayReuse(size: number): boolean {
-    for (const k of this.known.values()) if (k.size === size) return true;
+    for (const id of this.known.keys()) if (id.startsWith(`${size}:`)) return true;
     return false;
   }
 
@@ -982,9 +991,8 @@ export class CheckpointUploader {
   }
 
   /** The key of a committed object with this content, if any. */
-  private reusable(sha256: string, size: number): string | undefined {
-    const hit = this.known.get(sha256);
-    return hit && hit.size === size ? hit.key : undefined;
+  private reusable(content: Pick<ManifestFile, 'size' | 'partSize' | 'parts'>): string | undefined {
+    return this.known.get(contentId(content));
   }
 
   /**
@@ -997,8 +1005,8 @@ export class CheckpointUploader {
     for (let round = 1; ; round++) {
       const now = await statSignature(done.absPath);
       if (sameSignature(now, done.signature) && now.size === done.size) return done;
-      const current = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(done.absPath, { bufferBytes: HASH_BUFFER_BYTES, signal: v.controller.signal }));
-      if (current.sha256 === done.sha256 && current.size === done.size) return { ...done, signature: current.signature };
+      const current = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(done.absPath, { partSize: done.partSize, bufferBytes: HASH_BUFFER_BYTES, signal: v.controller.signal }));
+      if (current.size === done.size && contentId(current) === contentId(done)) return { ...done, signature: current.signature };
       if (round >= MAX_VERIFY_ROUNDS) {
         throw new StevedoreError('UPLOAD_MISMATCH', `${first.absPath} kept changing while checkpoint ${v.name} was being committed; the trainer is still writing it (or rewriting it in place). It is tried again on the next change`);
       }
@@ -1019,13 +1027,13 @@ export class CheckpointUploader {
       const info = await this.s3('check a reused object', f.key, signal, () => this.store.headObject(f.key, { signal }));
       if (info?.size === f.size) continue;
       this.log.info({ checkpoint: v.name, file: f.path, key: f.key }, `s3://${this.store.bucket}/${f.key}, reused for ${f.path}, is gone (retention removed it); uploading the file again`);
-      this.known.delete(f.sha256);
+      this.known.delete(contentId(f));
       const again = await this.uploadWhole(v, f.path, f.absPath);
       files[i] = again;
       v.done.set(f.path, again);
     }
 
-    const entries: ManifestFile[] = files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256, key: f.key }));
+    const entries: ManifestFile[] = files.map((f) => ({ path: f.path, size: f.size, key: f.key, partSize: f.partSize, parts: f.parts }));
 
     // Already committed under this name with the same content (a restored checkpoint, or a run before a restart): nothing to write.
     const same = this.committedList.find((m) => m.name === v.name && sameContent(m.files, entries));
@@ -1155,9 +1163,9 @@ export class CheckpointUploader {
 
   private setCommitted(list: Manifest[]): void {
     this.committedList = [...list].sort(compareNewestFirst);
-    const known = new Map<string, { key: string; size: number }>();
+    const known = new Map<string, string>();
     // Oldest first, so that the newest checkpoint's object wins (it stays longest under retention).
-    for (const m of [...this.committedList].reverse()) for (const f of m.files) known.set(f.sha256, { key: f.key, size: f.size });
+    for (const m of [...this.committedList].reverse()) for (const f of m.files) known.set(contentId(f), f.key);
     this.known = known;
   }
 

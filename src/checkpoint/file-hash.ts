@@ -1,5 +1,6 @@
 // What the uploader knows about a local file: its identity at the moment its
-// bytes were read (size, modification time, inode), and its SHA-256.
+// bytes were read (size, modification time, inode), and the SHA-256 of each
+// of its parts.
 //
 // The signature is taken from the open file descriptor BEFORE the bytes are
 // read: any write after it changes the modification time (or the size), so an
@@ -35,7 +36,9 @@ export function mtimeMsOf(sig: FileSignature): number {
 }
 
 export interface HashedFile {
-  sha256: string;
+  /** Lower-case hex SHA-256 of each part of `partSize` bytes, in order (one, of no bytes, for an empty file). */
+  parts: string[];
+  partSize: number;
   /** Bytes read and hashed (the file's size if it did not change during the read). */
   size: number;
   /** Taken before the first byte was read. */
@@ -43,24 +46,35 @@ export interface HashedFile {
 }
 
 /**
- * Hashes a whole file with a buffer of `bufferBytes` (default 1 MiB),
- * reading sequentially until the end of the file.
+ * Hashes a whole file part by part (the digests a manifest lists for it) with
+ * a buffer of `bufferBytes` (default 1 MiB), reading sequentially until the
+ * end of the file.
  */
-export async function hashFile(absPath: string, opts: { bufferBytes?: number; signal?: AbortSignal } = {}): Promise<HashedFile> {
+export async function hashFile(absPath: string, opts: { partSize: number; bufferBytes?: number; signal?: AbortSignal }): Promise<HashedFile> {
   const handle = await fs.open(absPath, 'r');
   try {
     const signature = signatureOf(await handle.stat({ bigint: true }));
-    const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(opts.bufferBytes ?? 1024 * 1024);
+    const parts: string[] = [];
+    let hash = createHash('sha256');
+    let inPart = 0;
+    const buffer = Buffer.allocUnsafe(Math.min(opts.bufferBytes ?? 1024 * 1024, opts.partSize));
     let size = 0;
     for (;;) {
       opts.signal?.throwIfAborted();
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      // Never across a part boundary.
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, opts.partSize - inPart), size);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
       size += bytesRead;
+      inPart += bytesRead;
+      if (inPart === opts.partSize) {
+        parts.push(hash.digest('hex'));
+        hash = createHash('sha256');
+        inPart = 0;
+      }
     }
-    return { sha256: hash.digest('hex'), size, signature };
+    if (inPart > 0 || parts.length === 0) parts.push(hash.digest('hex'));
+    return { parts, partSize: opts.partSize, size, signature };
   } finally {
     await handle.close();
   }

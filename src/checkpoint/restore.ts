@@ -3,14 +3,28 @@
 // checkpoint directory.
 //
 // Every file is downloaded into a staging directory inside the target
-// directory (same filesystem, so the final move is a rename), its size and
-// SHA-256 checked against the manifest, flushed to disk, and only then is the
-// checkpoint renamed to <targetDir>/<name>. A checkpoint whose objects are
+// directory (same filesystem, so the final move is a rename) and checked
+// against the manifest, and only then is the checkpoint renamed to
+// <targetDir>/<name>. A file of a v2 manifest is fetched part by part, in
+// ranged GETs aligned to its parts and run in parallel, each streamed to its
+// offset while it is hashed and checked against the part's SHA-256 (nothing
+// is read back); a v1 manifest's file is fetched in ranges of rangeBytes and
+// hashed whole once written.
+//
+// Nothing is flushed to disk (fsync): a restored copy does not need to
+// survive a power loss. The restore runs once per attempt before its container
+// exists (src/agent/attempt-runner.ts restoreCheckpoint), always into a fresh
+// staging directory, verifying every byte; a crash of the machine ends the
+// attempt's container (only a live container is adopted after a restart), and
+// the next attempt restores again, replacing what is under the name.
+//
+// A checkpoint whose objects are
 // missing or differ from the manifest is skipped (the reason is logged and
 // returned) and the next older one is tried. Any other failure (the endpoint
 // unreachable, access denied, a full disk) throws: falling back to an older
 // checkpoint because of a passing outage would silently throw away training.
 import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,9 +33,8 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
 import { StevedoreError, isStevedoreError, messageOf } from '../util/errors.ts';
 import { formatBytes } from '../util/size.ts';
-import { fsyncDir } from '../util/atomic-file.ts';
 import { isNotFound, listCommitted, mapConcurrent } from './committed.ts';
-import type { Manifest, ManifestFile } from './manifest.ts';
+import { partCount, partRange, type Manifest, type ManifestFile } from './manifest.ts';
 
 export interface RestoreResult {
   manifest: Manifest;
@@ -44,7 +57,7 @@ export interface RestoreOptions {
   clock: Clock;
   /** Requests in flight at once; default 8. */
   concurrency?: number;
-  /** Files larger than this are fetched in ranged GETs of this size, in parallel; default 16 MiB. */
+  /** Files of a v1 manifest larger than this are fetched in ranged GETs of this size, in parallel; default 16 MiB (v2: one GET per part). */
   rangeBytes?: number;
   signal?: AbortSignal;
   /** Bytes of the checkpoint being restored written to disk so far, as they are written (from 0 again for an older one tried next). */
@@ -209,10 +222,6 @@ async function restoreOne(args: {
         throw err;
       }
     });
-    // Deepest first, so that each directory's new entries are durable before it is itself named.
-    for (const dir of [...dirs].sort((a, b) => b.length - a.length)) fsyncDir(dir);
-    fsyncDir(staging);
-
     const finalPath = path.join(targetDir, name);
     await moveIntoPlace(payload, finalPath, targetDir);
     return finalPath;
@@ -234,10 +243,105 @@ interface FileContext {
   written: (bytes: number) => void;
 }
 
-/** Downloads one file to `dest` and checks its size and SHA-256 against the manifest. */
+/** Downloads one file to `dest` and checks its size and digests against the manifest. */
 async function downloadFile(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
-  if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
+  if (file.parts !== undefined && file.partSize !== undefined) await downloadParts(ctx, file, file.partSize, file.parts, dest);
+  else if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
   else await downloadSmall(ctx, file, dest);
+}
+
+/** Attempts per part whose response body fails midway (the store itself retries a request that fails before its body). */
+const PART_ATTEMPTS = 5;
+/** Received bytes gathered before one positioned write. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * A file of a v2 manifest: its parts are fetched in parallel ranged GETs, each
+ * streamed to its offset as it arrives (no part is held whole in memory) and
+ * hashed on the way; each part's SHA-256 must be the manifest's.
+ */
+async function downloadParts(ctx: FileContext, file: ManifestFile, partSize: number, digests: string[], dest: string): Promise<void> {
+  if (digests.length !== partCount(file.size, partSize)) throw new NotRestorable(`its manifest lists ${digests.length} part digests for ${file.path} (${file.size} bytes in parts of ${partSize}), expected ${partCount(file.size, partSize)}`);
+  const info = await ctx.semaphore.run(() => ctx.store.headObject(file.key, { signal: ctx.signal }));
+  if (!info) throw new NotRestorable(`object ${file.key} for ${file.path} is missing`);
+  if (info.size !== file.size) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${info.size} bytes, the manifest lists ${file.size}`);
+  const fh = await fsp.open(dest, 'wx', 0o644);
+  try {
+    if (file.size === 0) {
+      // No byte range can be asked of an empty object: its one digest is that of no bytes.
+      verifyPart(file, 0, digests, createHash('sha256').digest('hex'), { start: 0, end: -1 });
+      return;
+    }
+    if (digests.length > 1) await fh.truncate(file.size);
+    // The shared semaphore bounds the requests; this bound only keeps idle waiters few.
+    await mapConcurrent(digests, digests.length, (_digest, index) => ctx.semaphore.run(() => fetchPart(ctx, file, fh, partRange(file.size, partSize, index), index, digests)));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Streams one part to its offset in the file and checks its SHA-256; a body cut off midway is fetched again. */
+async function fetchPart(ctx: FileContext, file: ManifestFile, fh: fsp.FileHandle, range: { start: number; end: number }, index: number, digests: string[]): Promise<void> {
+  const expected = range.end - range.start + 1;
+  // Bytes of this part already reported as written (a retry rewrites them without counting them again).
+  let reported = 0;
+  for (let attempt = 1; ; attempt++) {
+    ctx.signal.throwIfAborted();
+    const body: Readable = await ctx.store.getObjectStream(file.key, { range, verifiedByCaller: true, signal: ctx.signal });
+    const hash = createHash('sha256');
+    let received = 0;
+    let position = range.start;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batchBytes === 0) return;
+      const chunks = batch;
+      const length = batchBytes;
+      batch = [];
+      batchBytes = 0;
+      let done = 0;
+      while (done < length) {
+        const { bytesWritten } = await fh.writev(done === 0 ? chunks : [Buffer.concat(chunks).subarray(done)], position + done);
+        done += bytesWritten;
+      }
+      position += length;
+      const fresh = position - range.start - reported;
+      if (fresh > 0) {
+        reported += fresh;
+        ctx.written(fresh);
+      }
+    };
+    try {
+      for await (const chunk of body) {
+        const b = chunk as Buffer;
+        received += b.length;
+        if (received > expected) throw new NotRestorable(`object ${file.key} for ${file.path} returned more than the ${expected} bytes of part ${index + 1} (bytes ${range.start}-${range.end})`);
+        hash.update(b);
+        batch.push(b);
+        batchBytes += b.length;
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      }
+      await flush();
+    } catch (err) {
+      body.destroy();
+      if (err instanceof NotRestorable || ctx.signal.aborted || attempt >= PART_ATTEMPTS) throw err;
+      continue;
+    }
+    if (received === expected) {
+      verifyPart(file, index, digests, hash.digest('hex'), range);
+      return;
+    }
+    if (attempt >= PART_ATTEMPTS) {
+      throw new StevedoreError('OBJECT_STORE_FAILED', `get s3://${ctx.store.bucket}/${file.key}: the response for bytes ${range.start}-${range.end} ended after ${received} of ${expected} bytes, ${attempt} times; check the S3 endpoint and the network, then start the job again`);
+    }
+  }
+}
+
+function verifyPart(file: ManifestFile, index: number, digests: string[], sha256: string, range: { start: number; end: number }): void {
+  const listed = digests[index];
+  if (sha256 !== listed) {
+    throw new NotRestorable(`object ${file.key} for ${file.path} has SHA-256 ${sha256} in part ${index + 1} of ${digests.length} (bytes ${range.start}-${range.end}), the manifest lists ${listed ?? 'none'}`);
+  }
 }
 
 /**
@@ -260,7 +364,6 @@ async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string)
   const fh = await fsp.open(dest, 'wx', 0o644);
   try {
     await writeAll(fh, data, 0);
-    await fh.sync();
   } finally {
     await fh.close();
   }
@@ -297,7 +400,6 @@ async function downloadRanges(ctx: FileContext, file: ManifestFile, dest: string
         ctx.written(data.length);
       }),
     );
-    await fh.sync();
   } finally {
     await fh.close();
   }
@@ -333,7 +435,6 @@ async function moveIntoPlace(source: string, finalPath: string, targetDir: strin
     if (aside) await fsp.rename(aside, finalPath).catch(() => undefined);
     throw err;
   }
-  fsyncDir(targetDir);
   if (aside) await fsp.rm(aside, { recursive: true, force: true });
 }
 

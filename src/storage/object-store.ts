@@ -19,12 +19,28 @@ export interface MultipartUploadInfo {
 export interface CompletedPart {
   partNumber: number;
   etag: string;
+  /** Base64 SHA-256 of the part when it was sent with one (the upload then declares SHA-256 as its checksum). */
+  checksumSha256?: string;
+}
+
+export interface GetOptions {
+  /** Inclusive byte range. */
+  range?: { start: number; end: number };
+  /** The caller checks the bytes against its own digests: the SDK's response checksum validation is skipped. */
+  verifiedByCaller?: boolean;
+  signal?: AbortSignal;
 }
 
 export interface PutOptions {
   /** Fail with OBJECT_EXISTS when the key already exists (If-None-Match: *), where the endpoint supports it. */
   ifNoneMatch?: boolean;
   contentType?: string;
+  /**
+   * The body's SHA-256 (32 bytes), when the caller has it already: it is used
+   * as the signed payload hash and as the flexible checksum, so that the body
+   * is not hashed again.
+   */
+  sha256?: Buffer;
   signal?: AbortSignal;
 }
 
@@ -36,8 +52,8 @@ export interface ObjectStore {
   supportsConditionalWrites(): Promise<boolean>;
 
   putObject(key: string, body: Buffer | string, opts?: PutOptions): Promise<{ etag: string }>;
-  getObject(key: string, opts?: { range?: { start: number; end: number } /* inclusive */; signal?: AbortSignal }): Promise<Buffer>;
-  getObjectStream(key: string, opts?: { range?: { start: number; end: number }; signal?: AbortSignal }): Promise<Readable>;
+  getObject(key: string, opts?: GetOptions): Promise<Buffer>;
+  getObjectStream(key: string, opts?: GetOptions): Promise<Readable>;
   /** undefined when the object does not exist. */
   headObject(key: string, opts?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined>;
   /** Every object under the prefix (all pages), in key order. */
@@ -46,7 +62,8 @@ export interface ObjectStore {
   deleteObjects(keys: string[], opts?: { signal?: AbortSignal }): Promise<void>;
 
   createMultipartUpload(key: string, opts?: { contentType?: string; signal?: AbortSignal }): Promise<string /* uploadId */>;
-  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, opts?: { signal?: AbortSignal }): Promise<CompletedPart>;
+  /** `sha256`: the part's SHA-256 (32 bytes) when the caller has it (see PutOptions.sha256). */
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, opts?: { sha256?: Buffer; signal?: AbortSignal }): Promise<CompletedPart>;
   completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[], opts?: { ifNoneMatch?: boolean; signal?: AbortSignal }): Promise<{ etag: string }>;
   abortMultipartUpload(key: string, uploadId: string, opts?: { signal?: AbortSignal }): Promise<void>;
   /** Multipart uploads in progress under the prefix. */

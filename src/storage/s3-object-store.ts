@@ -26,7 +26,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import type { CompletedPart, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions } from './object-store.ts';
+import type { CompletedPart, GetOptions, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions } from './object-store.ts';
 import { describeEndpoint, type S3EndpointConfig } from './s3-config.ts';
 import { Backoff } from '../util/backoff.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -55,6 +55,12 @@ export interface S3ObjectStoreOptions {
 export const PROBE_PREFIX = '_stevedore/probe-';
 
 const DELETE_BATCH = 1000;
+/** Bodies up to this size are left to the SDK's own checksum when the caller gave no SHA-256 (the manifest, small objects). */
+const SMALL_BODY_BYTES = 1024 * 1024;
+
+function sha256Of(data: Buffer): Buffer {
+  return crypto.createHash('sha256').update(data).digest();
+}
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 /** Connection failures the SDK has already retried: another round would only delay the answer. */
 const NO_ROUND_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -97,6 +103,45 @@ export function compositeEtag(partEtags: string[]): string {
   const md5 = crypto.createHash('md5');
   for (const etag of partEtags) md5.update(Buffer.from(etag.replace(/"/g, ''), 'hex'));
   return `${md5.digest('hex')}-${partEtags.length}`;
+}
+
+/** What a build-step middleware sees of a request (enough to set a header). */
+interface BuildArgs {
+  input: Record<string, unknown>;
+  request: unknown;
+}
+
+function headersOf(request: unknown): Record<string, string> | undefined {
+  const headers = (request as { headers?: unknown } | null | undefined)?.headers;
+  return typeof headers === 'object' && headers !== null ? (headers as Record<string, string>) : undefined;
+}
+
+/**
+ * Gives the signer the body's SHA-256 computed by the caller: SigV4 takes a
+ * present x-amz-content-sha256 header as the payload hash instead of hashing
+ * the body again, and the server still checks the body against it.
+ */
+function withPayloadHash<C extends { middlewareStack: { add: (...args: never[]) => unknown } }>(command: C, sha256: Buffer): C {
+  const hex = sha256.toString('hex');
+  const add = command.middlewareStack.add as unknown as (mw: (next: (args: BuildArgs) => Promise<unknown>) => (args: BuildArgs) => Promise<unknown>, opts: { step: 'build'; name: string }) => void;
+  add.call(command.middlewareStack, (next) => (args) => {
+    const headers = headersOf(args.request);
+    if (headers) headers['x-amz-content-sha256'] = hex;
+    return next(args);
+  }, { step: 'build', name: 'stevedorePayloadHash' });
+  return command;
+}
+
+/** Skips the SDK's response checksum validation for one GET (the caller checks the bytes against its own digests). */
+function withoutResponseValidation(command: GetObjectCommand): GetObjectCommand {
+  command.middlewareStack.add((next) => (args) => {
+    // The response middleware reads the same input object after the request returns.
+    delete args.input.ChecksumMode;
+    const headers = headersOf(args.request);
+    if (headers) delete headers['x-amz-checksum-mode'];
+    return next(args);
+  }, { step: 'build', name: 'stevedoreNoResponseChecksum' });
+  return command;
 }
 
 function unquote(etag: string | undefined): string {
@@ -247,12 +292,15 @@ export class S3ObjectStore implements ObjectStore {
    */
   async putObject(key: string, body: Buffer | string, opts: PutOptions = {}): Promise<{ etag: string }> {
     const data = typeof body === 'string' ? Buffer.from(body) : body;
-    const digest = crypto.createHash('md5').update(data).digest();
-    const md5 = digest.toString('hex');
+    // The MD5 serves the retry check of a conditional write (the ETag of a plain PUT is the MD5), and is the
+    // body's check when the caller gave no SHA-256. Large bodies come with their SHA-256 and are not written conditionally.
+    const digest = opts.ifNoneMatch === true || opts.sha256 === undefined ? crypto.createHash('md5').update(data).digest() : undefined;
+    const md5 = digest?.toString('hex');
+    const sha256 = opts.sha256 ?? (this.config.checksumMode === 'WHEN_SUPPORTED' && data.length > SMALL_BODY_BYTES ? sha256Of(data) : undefined);
     const conditional = opts.ifNoneMatch === true ? await this.supportsConditionalWrites() : false;
     const sameContent = async (): Promise<{ etag: string } | undefined> => {
       const existing = await this.headObject(key, { signal: opts.signal });
-      return existing && unquote(existing.etag) === md5 ? { etag: existing.etag } : undefined;
+      return existing && md5 !== undefined && unquote(existing.etag) === md5 ? { etag: existing.etag } : undefined;
     };
     try {
       return await this.run('put', key, opts.signal, async () => {
@@ -263,18 +311,17 @@ export class S3ObjectStore implements ObjectStore {
             throw new StevedoreError('OBJECT_EXISTS', `put ${this.where(key)} at ${describeEndpoint(this.config)}: the object already exists; it was not overwritten`);
           }
         }
-        const out = await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: data,
-            ContentLength: data.length,
-            ContentMD5: digest.toString('base64'),
-            ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
-            ...(conditional ? { IfNoneMatch: '*' } : {}),
-          }),
-          { abortSignal: opts.signal },
-        );
+        const command = new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: data,
+          ContentLength: data.length,
+          ...(digest !== undefined ? { ContentMD5: digest.toString('base64') } : {}),
+          ...(sha256 !== undefined && this.config.checksumMode === 'WHEN_SUPPORTED' ? { ChecksumSHA256: sha256.toString('base64') } : {}),
+          ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
+          ...(conditional ? { IfNoneMatch: '*' } : {}),
+        });
+        const out = await this.client.send(sha256 !== undefined ? withPayloadHash(command, sha256) : command, { abortSignal: opts.signal });
         return { etag: out.ETag ?? '' };
       });
     } catch (err) {
@@ -286,25 +333,27 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getObject(key: string, opts: { range?: { start: number; end: number }; signal?: AbortSignal } = {}): Promise<Buffer> {
+  async getObject(key: string, opts: GetOptions = {}): Promise<Buffer> {
     return this.run('get', key, opts.signal, async () => {
-      const out = await this.client.send(this.getCommand(key, opts.range), { abortSignal: opts.signal });
+      const out = await this.client.send(this.getCommand(key, opts), { abortSignal: opts.signal });
       return readAll(out.Body as Readable, out.ContentLength);
     });
   }
 
-  async getObjectStream(key: string, opts: { range?: { start: number; end: number }; signal?: AbortSignal } = {}): Promise<Readable> {
+  async getObjectStream(key: string, opts: GetOptions = {}): Promise<Readable> {
     return this.run('get', key, opts.signal, async () => {
-      const out = await this.client.send(this.getCommand(key, opts.range), { abortSignal: opts.signal });
+      const out = await this.client.send(this.getCommand(key, opts), { abortSignal: opts.signal });
       return out.Body as Readable;
     });
   }
 
-  private getCommand(key: string, range: { start: number; end: number } | undefined): GetObjectCommand {
+  private getCommand(key: string, opts: GetOptions): GetObjectCommand {
+    const range = opts.range;
     if (range && (range.start < 0 || range.end < range.start || !Number.isSafeInteger(range.end))) {
       throw new StevedoreError('INTERNAL', `get ${this.where(key)}: invalid byte range ${range.start}-${range.end} (start and end are inclusive, end >= start >= 0)`);
     }
-    return new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) });
+    const command = new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) });
+    return opts.verifiedByCaller === true ? withoutResponseValidation(command) : command;
   }
 
   /** undefined for a missing object. A HEAD answer has no body: a missing bucket looks the same (listObjects tells them apart). */
@@ -359,30 +408,50 @@ export class S3ObjectStore implements ObjectStore {
 
   async createMultipartUpload(key: string, opts: { contentType?: string; signal?: AbortSignal } = {}): Promise<string> {
     const out = await this.run('create multipart upload', key, opts.signal, () =>
-      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}) }), { abortSignal: opts.signal }),
+      this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          // Every part then carries its SHA-256 (the caller's, see uploadPart), checked by the server, and the SDK computes no CRC32.
+          ...(this.config.checksumMode === 'WHEN_SUPPORTED' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+          ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
+        }),
+        { abortSignal: opts.signal },
+      ),
     );
     if (out.UploadId === undefined) throw new StevedoreError('OBJECT_STORE_FAILED', `create multipart upload ${this.where(key)} at ${describeEndpoint(this.config)}: the answer has no upload id; check that the endpoint supports multipart uploads`);
     this.partSizes.set(out.UploadId, new Map());
     return out.UploadId;
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, opts: { signal?: AbortSignal } = {}): Promise<CompletedPart> {
-    // With the SDK's CRC32 checksum (WHEN_SUPPORTED) the server checks every part already: an MD5 on top
-    // would cost a second pass over each part for nothing. Without it, Content-MD5 is the part's check.
-    const contentMd5 = this.config.checksumMode === 'WHEN_SUPPORTED' ? undefined : crypto.createHash('md5').update(body).digest('base64');
-    const out = await this.run(`upload part ${partNumber} of`, key, opts.signal, () =>
-      this.client.send(
-        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ...(contentMd5 !== undefined ? { ContentMD5: contentMd5 } : {}) }),
-        { abortSignal: opts.signal },
-      ),
-    );
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, opts: { sha256?: Buffer; signal?: AbortSignal } = {}): Promise<CompletedPart> {
+    // One digest per part: the caller's SHA-256 signs the payload and, with WHEN_SUPPORTED (the upload declared
+    // SHA-256), is the part's flexible checksum. Without a caller's digest: our own SHA-256 with WHEN_SUPPORTED,
+    // else Content-MD5 is the part's check (and the signer hashes the body).
+    const supported = this.config.checksumMode === 'WHEN_SUPPORTED';
+    const sha256 = opts.sha256 ?? (supported ? sha256Of(body) : undefined);
+    const contentMd5 = sha256 === undefined ? crypto.createHash('md5').update(body).digest('base64') : undefined;
+    const checksumSha256 = supported && sha256 !== undefined ? sha256.toString('base64') : undefined;
+    const out = await this.run(`upload part ${partNumber} of`, key, opts.signal, () => {
+      const command = new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+        ContentLength: body.length,
+        ...(contentMd5 !== undefined ? { ContentMD5: contentMd5 } : {}),
+        ...(checksumSha256 !== undefined ? { ChecksumSHA256: checksumSha256 } : {}),
+      });
+      return this.client.send(sha256 !== undefined ? withPayloadHash(command, sha256) : command, { abortSignal: opts.signal });
+    });
     let sizes = this.partSizes.get(uploadId);
     if (!sizes) {
       sizes = new Map<number, number>();
       this.partSizes.set(uploadId, sizes);
     }
     sizes.set(partNumber, body.length);
-    return { partNumber, etag: out.ETag ?? '' };
+    return { partNumber, etag: out.ETag ?? '', ...(checksumSha256 !== undefined ? { checksumSha256 } : {}) };
   }
 
   /**
@@ -419,7 +488,7 @@ export class S3ObjectStore implements ObjectStore {
             Bucket: this.bucket,
             Key: key,
             UploadId: uploadId,
-            MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+            MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ...(p.checksumSha256 !== undefined ? { ChecksumSHA256: p.checksumSha256 } : {}) })) },
             ...(conditional ? { IfNoneMatch: '*' } : {}),
           }),
           { abortSignal: opts.signal },

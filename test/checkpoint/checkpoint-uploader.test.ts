@@ -1,13 +1,13 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ByteBudget } from '../../src/checkpoint/byte-budget.ts';
 import { CheckpointUploader, type CheckpointUploaderOptions, type CommittedCheckpoint } from '../../src/checkpoint/checkpoint-uploader.ts';
-import { fileKey, manifestKey, parseManifest, type Manifest } from '../../src/checkpoint/manifest.ts';
+import { MANIFEST_FORMAT, fileKey, manifestKey, parseManifest, partDigests, type Manifest, type ManifestFile } from '../../src/checkpoint/manifest.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import { systemClock } from '../../src/util/clock.ts';
@@ -74,8 +74,9 @@ function write(file: string, data: Buffer | string): void {
   fs.writeFileSync(file, data);
 }
 
-function sha(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
+/** The part digests a v2 manifest entry must list for `data`. */
+function digests(data: Buffer | string, f: Pick<ManifestFile, 'partSize'> | undefined): string[] {
+  return partDigests(Buffer.from(data), f?.partSize ?? 1);
 }
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -98,9 +99,11 @@ async function assertObjectsEqualLocal(t: Test, store: ObjectStore, m: Manifest,
     const local = fs.readFileSync(m.kind === 'file' ? path.join(localRoot, m.name) : path.join(localRoot, m.name, f.path));
     const object = await store.getObject(f.key);
     t.ok(object.equals(local), `${m.checkpointId}/${f.path}: the object ${f.key} equals the local file`);
-    t.equal(f.sha256, sha(local), `${m.checkpointId}/${f.path}: manifest hash`);
+    t.same(f.parts, digests(local, f), `${m.checkpointId}/${f.path}: manifest part digests`);
+    t.equal(f.parts?.length, Math.max(1, Math.ceil(local.length / (f.partSize ?? 1))), `${m.checkpointId}/${f.path}: one digest per part`);
     t.equal(f.size, local.length, `${m.checkpointId}/${f.path}: manifest size`);
   }
+  t.equal(m.format, MANIFEST_FORMAT, `${m.checkpointId}: format v2`);
   t.equal(m.totalBytes, m.files.reduce((s, f) => s + f.size, 0), `${m.checkpointId}: totalBytes`);
 }
 
@@ -165,10 +168,10 @@ void t.test('a 40 MiB file written slowly is streamed in parts before it is comp
   const file = path.join(dir, 'step-000100', 'model.distcp');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const fd = fs.openSync(file, 'w');
-  const hash = createHash('sha256');
+  const written: Buffer[] = [];
   for (let mib = 1; mib <= 40; mib++) {
     const chunk = randomBytes(MIB);
-    hash.update(chunk);
+    written.push(chunk);
     fs.writeSync(fd, chunk);
     uploader.update(scanCandidates(dir));
     // Once a part's worth is there, make sure the test really sees a part go out while the file grows.
@@ -190,7 +193,7 @@ void t.test('a 40 MiB file written slowly is streamed in parts before it is comp
   const afterComplete = uploader.stats.bytesUploaded - uploader.stats.bytesUploadedBeforeComplete;
   t.ok(afterComplete < 40 * MIB, `only ${afterComplete} bytes were left to send at completion`);
   const entry = committed?.manifest.files.find((f) => f.path === 'model.distcp');
-  t.equal(entry?.sha256, hash.digest('hex'), 'hash computed while streaming equals the file');
+  t.same(entry?.parts, digests(Buffer.concat(written), entry), 'part digests computed while streaming are the file\'s');
   if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, dir);
   t.ok(committed && committed.timeToCommitMs >= 0 && committed.timeToCommitMs < 15_000, `time to commit reported: ${committed?.timeToCommitMs} ms`);
   t.ok(budget.peak > 0 && budget.peak <= budget.limit, `budget peak ${budget.peak} within ${budget.limit}`);
@@ -215,7 +218,7 @@ void t.test('a file rewritten in place after its parts were uploaded is uploaded
   uploader.update(scanCandidates(dir));
   const committed = await uploader.flush();
   const entry = committed?.manifest.files.find((f) => f.path === 'shard.distcp');
-  t.equal(entry?.sha256, sha(rewritten), 'manifest carries the new content\'s hash');
+  t.same(entry?.parts, digests(rewritten, entry), 'manifest carries the new content\'s digests');
   t.ok((await store.getObject(fileKey('runs/job-1', 'step-000200', 'shard.distcp'))).equals(rewritten), 'the object holds the new content');
   t.ok(uploader.stats.reuploadedFiles >= 1, 'counted as uploaded again');
 });
@@ -242,10 +245,12 @@ void t.test('a committed directory rewritten in place becomes name.r2; unchanged
   const second = await uploader.flush();
   t.equal(second?.manifest.checkpointId, 'latest.r2');
   t.equal(second?.manifest.name, 'latest');
-  t.equal(second?.manifest.files.find((f) => f.path === 'b.bin')?.sha256, sha(b2));
+  const b2Entry = second?.manifest.files.find((f) => f.path === 'b.bin');
+  t.same(b2Entry?.parts, digests(b2, b2Entry));
   t.equal(second?.manifest.files.find((f) => f.path === 'a.bin')?.key, fileKey('runs/job-1', 'latest', 'a.bin'), 'unchanged a.bin reused');
   const first = await manifestOf(store, 'runs/job-1', 'latest');
-  t.equal(first?.files.find((f) => f.path === 'b.bin')?.sha256, sha(b1), 'the first manifest is untouched');
+  const b1Entry = first?.files.find((f) => f.path === 'b.bin');
+  t.same(b1Entry?.parts, digests(b1, b1Entry), 'the first manifest is untouched');
   t.ok((await store.getObject(fileKey('runs/job-1', 'latest', 'b.bin'))).equals(b1), 'and so is its object');
   t.ok((await store.getObject(fileKey('runs/job-1', 'latest.r2', 'b.bin'))).equals(b2));
 });

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { restoreNewest } from '../../src/checkpoint/restore.ts';
-import { MANIFEST_FORMAT, fileKey, manifestKey, serializeManifest, stepFromName, type Manifest } from '../../src/checkpoint/manifest.ts';
+import { MANIFEST_FORMAT, MANIFEST_FORMAT_V1, fileKey, manifestKey, partDigests, serializeManifest, stepFromName, type Manifest, type ManifestFile } from '../../src/checkpoint/manifest.ts';
 import { createLogger, silentLogger, type Logger } from '../../src/util/logger.ts';
 import { systemClock } from '../../src/util/clock.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
@@ -29,27 +29,31 @@ function capturingLogger(): { logger: Logger; warnings: () => string[] } {
   return { logger, warnings: () => lines.filter((l) => l.level === 40).map((l) => l.msg) };
 }
 
+const MiB = 1024 * 1024;
+
 /**
- * Commits a checkpoint the way the uploader does: its objects, then its manifest.
+ * Commits a checkpoint the way the uploader does: its objects, then its manifest
+ * (v2 with the SHA-256 of each part of `partSize` bytes, default 1 MiB; or v1 with each file's SHA-256).
  * `reuse` maps a relative path to the key of an earlier checkpoint's object holding the same content.
  */
 async function commit(
   prefix: string,
   name: string,
   files: Record<string, Buffer>,
-  opts: { kind?: 'directory' | 'file'; reuse?: Record<string, string>; committedMs?: number } = {},
+  opts: { kind?: 'directory' | 'file'; reuse?: Record<string, string>; committedMs?: number; partSize?: number; format?: 'v1' } = {},
 ): Promise<Manifest> {
-  const entries = [];
+  const entries: ManifestFile[] = [];
+  const partSize = opts.partSize ?? MiB;
   for (const [rel, content] of Object.entries(files)) {
     const reused = opts.reuse?.[rel];
     const key = reused ?? fileKey(prefix, name, rel);
     if (!reused) await store.putObject(key, content);
-    entries.push({ path: rel, size: content.length, sha256: sha256(content), key });
+    entries.push(opts.format === 'v1' ? { path: rel, size: content.length, sha256: sha256(content), key } : { path: rel, size: content.length, key, partSize, parts: partDigests(content, partSize) });
   }
   const at = opts.committedMs ?? Date.now();
   const totalBytes = entries.reduce((s, e) => s + e.size, 0);
   const manifest: Manifest = {
-    format: MANIFEST_FORMAT, checkpointId: name, name, step: stepFromName(name), kind: opts.kind ?? 'directory', jobId: 'job-1', attempt: 1,
+    format: opts.format === 'v1' ? MANIFEST_FORMAT_V1 : MANIFEST_FORMAT, checkpointId: name, name, step: stepFromName(name), kind: opts.kind ?? 'directory', jobId: 'job-1', attempt: 1,
     nodeId: 'node-a', firstSeenMs: at, lastWriteMs: at, committedMs: at, totalBytes, uploadedBytes: totalBytes, files: entries,
   };
   await store.putObject(manifestKey(prefix, name), serializeManifest(manifest));
@@ -124,19 +128,23 @@ function recordingGets(inner: ObjectStore): { store: ObjectStore; gets: { key: s
     gets.push({ key, ...(opts?.range ? { range: opts.range } : {}) });
     return inner.getObject(key, opts);
   };
+  wrapper.getObjectStream = (key, opts) => {
+    gets.push({ key, ...(opts?.range ? { range: opts.range } : {}) });
+    return inner.getObjectStream(key, opts);
+  };
   return { store: wrapper, gets };
 }
 
-void t.test('a large file is fetched in parallel ranged GETs and restored byte-identical', async (t) => {
+void t.test('a large file is fetched in parallel ranged GETs, one per part, and restored byte-identical', async (t) => {
   const prefix = 'restore-large/job';
-  const MiB = 1024 * 1024;
   const big = randomBytes(40 * MiB + 123);
   const small = randomBytes(1000);
-  const manifest = await commit(prefix, 'checkpoint-7', { 'model.safetensors': big, 'trainer_state.json': small });
+  const manifest = await commit(prefix, 'checkpoint-7', { 'model.safetensors': big, 'trainer_state.json': small }, { partSize: 4 * MiB });
   const targetDir = t.testdir({});
   const recorder = recordingGets(store);
+  const progress: number[] = [];
 
-  const result = await restoreNewest({ store: recorder.store, prefix, targetDir, logger: silentLogger(), clock: systemClock, rangeBytes: 4 * MiB, concurrency: 4 });
+  const result = await restoreNewest({ store: recorder.store, prefix, targetDir, logger: silentLogger(), clock: systemClock, concurrency: 4, onProgress: (p) => progress.push(p.doneBytes) });
   t.equal(result?.bytes, big.length + small.length);
   const restored = fs.readFileSync(path.join(targetDir, 'checkpoint-7', 'model.safetensors'));
   t.equal(restored.length, big.length);
@@ -145,7 +153,9 @@ void t.test('a large file is fetched in parallel ranged GETs and restored byte-i
 
   const bigKey = manifest.files.find((f) => f.path === 'model.safetensors')?.key;
   const ranged = recorder.gets.filter((g) => g.key === bigKey);
-  t.equal(ranged.length, 11, '40 MiB + 123 bytes in 4 MiB ranges is 11 GETs');
+  t.equal(ranged.length, 11, '40 MiB + 123 bytes in 4 MiB parts is 11 GETs');
+  t.ok(ranged.every((g) => (g.range?.start ?? -1) % (4 * MiB) === 0), 'every GET starts at a part boundary');
+  t.equal(progress.at(-1), big.length + small.length, 'progress reaches the total');
   t.ok(ranged.every((g) => g.range !== undefined), 'every GET of the large file is ranged');
   const covered = ranged.map((g) => g.range!).sort((a, b) => a.start - b.start);
   t.equal(covered[0]?.start, 0);
@@ -181,7 +191,6 @@ void t.test('a corrupted object in the newest checkpoint: the previous one is re
 
 void t.test('a missing object (or one of the wrong size) in the newest: the previous one is restored', async (t) => {
   const prefix = 'restore-missing/job';
-  const MiB = 1024 * 1024;
   const oldest = { 'w.bin': randomBytes(3 * MiB) };
   await commit(prefix, 'step-1', oldest);
   const middle = await commit(prefix, 'step-2', { 'w.bin': randomBytes(3 * MiB) });
@@ -236,15 +245,15 @@ void t.test('every committed checkpoint corrupt: an error that says what to do, 
 
 void t.test('an aborted restore stops and leaves nothing half-restored', async (t) => {
   const prefix = 'restore-abort/job';
-  await commit(prefix, 'step-1', { 'big.bin': randomBytes(8 * 1024 * 1024) });
+  await commit(prefix, 'step-1', { 'big.bin': randomBytes(8 * MiB) });
   const targetDir = t.testdir({ 'step-1': { 'local.bin': 'the local copy' } });
   const controller = new AbortController();
   const slow = Object.create(store) as ObjectStore;
-  slow.getObject = async (key, opts) => {
+  slow.getObjectStream = async (key, opts) => {
     if (opts?.range) controller.abort(new Error('the job was cancelled'));
-    return store.getObject(key, opts);
+    return store.getObjectStream(key, opts);
   };
-  await t.rejects(restoreNewest({ store: slow, prefix, targetDir, logger: silentLogger(), clock: systemClock, rangeBytes: 1024 * 1024, signal: controller.signal }), { message: 'the job was cancelled' });
+  await t.rejects(restoreNewest({ store: slow, prefix, targetDir, logger: silentLogger(), clock: systemClock, signal: controller.signal }), { message: 'the job was cancelled' });
   t.same(fs.readdirSync(targetDir), ['step-1']);
   t.same(fs.readdirSync(path.join(targetDir, 'step-1')), ['local.bin'], 'what was there is untouched');
 });
@@ -264,6 +273,7 @@ void t.test('a failure of the endpoint itself is not taken for a corrupt checkpo
   await commit(prefix, 'step-2', { 'a.bin': Buffer.from('two') });
   const failing = Object.create(store) as ObjectStore;
   failing.getObject = (key, opts) => (key.endsWith('manifest.json') ? store.getObject(key, opts) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1')));
+  failing.getObjectStream = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
   const targetDir = t.testdir({});
   await rejectsCode(t, restoreNewest({ store: failing, prefix, targetDir, logger: silentLogger(), clock: systemClock }), 'CHECKPOINT_RESTORE_FAILED', /step-2.*ECONNREFUSED.*S3 endpoint/);
   t.same(fs.readdirSync(targetDir), [], 'no fallback to step-1, nothing left behind');
@@ -271,7 +281,6 @@ void t.test('a failure of the endpoint itself is not taken for a corrupt checkpo
 
 void t.test('through an endpoint that fails a fifth of the requests, the newest checkpoint is still restored intact', async (t) => {
   const prefix = 'restore-faults/job';
-  const MiB = 1024 * 1024;
   const files = { 'model.bin': randomBytes(6 * MiB + 7), 'optim/a.bin': randomBytes(40_000), 'optim/b.bin': randomBytes(3), 'empty': Buffer.alloc(0) };
   await commit(prefix, 'step-1', { 'model.bin': randomBytes(10) });
   await commit(prefix, 'step-2', files);
@@ -286,4 +295,38 @@ void t.test('through an endpoint that fails a fifth of the requests, the newest 
   t.same(result?.skipped, [], 'a failed request is retried, not taken for a corrupt checkpoint');
   sameTree(t, readTree(path.join(targetDir, 'step-2')), files, 'restored');
   t.ok((proxy.counts['503'] ?? 0) + (proxy.counts.reset ?? 0) + (proxy.counts.truncate ?? 0) > 0, 'faults were injected');
+});
+
+void t.test('a v1 manifest (one SHA-256 per file) is still restored and checked, and a corrupt v1 checkpoint falls back', async (t) => {
+  const prefix = 'restore-v1/job';
+  const previous = { 'model.bin': randomBytes(3 * MiB + 5), 'meta.json': Buffer.from('{"step":1}') };
+  await commit(prefix, 'step-1', previous, { format: 'v1' });
+  const newest = await commit(prefix, 'step-2', { 'model.bin': randomBytes(3 * MiB + 5), 'meta.json': Buffer.from('{"step":2}') }, { format: 'v1' });
+  // Same size, different bytes in the large file (fetched in ranges, hashed whole).
+  await store.putObject(newest.files.find((f) => f.path === 'model.bin')!.key, randomBytes(3 * MiB + 5));
+  const targetDir = t.testdir({});
+
+  const result = await restoreNewest({ store, prefix, targetDir, logger: silentLogger(), clock: systemClock, rangeBytes: MiB });
+  t.equal(result?.manifest.format, MANIFEST_FORMAT_V1);
+  t.equal(result?.manifest.checkpointId, 'step-1');
+  t.match(result?.skipped[0]?.reason, /model\.bin.*SHA-256/);
+  sameTree(t, readTree(path.join(targetDir, 'step-1')), previous, 'the v1 checkpoint');
+});
+
+void t.test('a part whose bytes differ from its digest makes the checkpoint fall back, wherever the part lies', async (t) => {
+  const prefix = 'restore-bad-part/job';
+  const previous = { 'w.bin': randomBytes(3 * MiB) };
+  await commit(prefix, 'step-1', previous);
+  const good = randomBytes(3 * MiB);
+  const newest = await commit(prefix, 'step-2', { 'w.bin': good });
+  // Only the last part changes: every other range verifies.
+  const bad = Buffer.from(good);
+  bad[bad.length - 1] = (bad[bad.length - 1]! + 1) % 256;
+  await store.putObject(newest.files[0]!.key, bad);
+  const targetDir = t.testdir({});
+
+  const result = await restoreNewest({ store, prefix, targetDir, logger: silentLogger(), clock: systemClock });
+  t.equal(result?.manifest.checkpointId, 'step-1');
+  t.match(result?.skipped[0]?.reason, /w\.bin.*part 3 of 3/);
+  sameTree(t, readTree(path.join(targetDir, 'step-1')), previous, 'the previous checkpoint');
 });

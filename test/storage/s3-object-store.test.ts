@@ -1,6 +1,8 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { S3ObjectStore, PROBE_PREFIX, compositeEtag, type S3ObjectStoreOptions } from '../../src/storage/s3-object-store.ts';
 import { MIN_PART_BYTES } from '../../src/storage/object-store.ts';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.ts';
@@ -248,4 +250,91 @@ void t.test('the composite ETag is the one S3 gives multipart objects', (t) => {
   const expected = crypto.createHash('md5').update(Buffer.concat([Buffer.from(a, 'hex'), Buffer.from(b, 'hex')])).digest('hex');
   t.equal(compositeEtag([`"${a}"`, b]), `${expected}-2`);
   t.end();
+});
+
+interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** A pass-through proxy in front of the server that records every request's headers (and small bodies). */
+async function recordingProxy(t: Test, target: string): Promise<{ endpoint: string; seen: SeenRequest[] }> {
+  const seen: SeenRequest[] = [];
+  const to = new URL(target);
+  const proxy = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: body.length < 10_000 ? body.toString('utf8') : '' });
+      const out = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      out.on('error', () => res.destroy());
+      out.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+  return { endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, seen };
+}
+
+void t.test('one digest per part: the caller\'s SHA-256 is the signed payload hash and the SHA-256 checksum; no CRC32, no MD5', async (t) => {
+  const s = await server(t);
+  const rec = await recordingProxy(t, s.endpoint);
+  const store = storeOf(t, s, { config: { ...s.config, endpoint: rec.endpoint } });
+  const part1 = crypto.randomBytes(MIN_PART_BYTES);
+  const part2 = crypto.randomBytes(1000);
+  const sha = (b: Buffer): Buffer => crypto.createHash('sha256').update(b).digest();
+  const uploadId = await store.createMultipartUpload('sum/model.bin');
+  const p1 = await store.uploadPart('sum/model.bin', uploadId, 1, part1, { sha256: sha(part1) });
+  const p2 = await store.uploadPart('sum/model.bin', uploadId, 2, part2, { sha256: sha(part2) });
+  t.equal(p1.checksumSha256, sha(part1).toString('base64'), 'the part carries its SHA-256 for the completion');
+  await store.completeMultipartUpload('sum/model.bin', uploadId, [p1, p2]);
+  t.ok((await store.getObject('sum/model.bin')).equals(Buffer.concat([part1, part2])), 'the object reads back');
+
+  const create = rec.seen.find((r) => r.method === 'POST' && r.url.includes('uploads'));
+  t.equal(create?.headers['x-amz-checksum-algorithm'], 'SHA256', 'the upload declares SHA-256');
+  const parts = rec.seen.filter((r) => r.method === 'PUT' && r.url.includes('uploadId'));
+  t.equal(parts.length, 2);
+  for (const [i, body] of [part1, part2].entries()) {
+    const h = parts.find((r) => r.url.includes(`partNumber=${i + 1}`))?.headers ?? {};
+    t.equal(h['x-amz-content-sha256'], sha(body).toString('hex'), `part ${i + 1}: the signed payload hash is the caller's digest`);
+    t.equal(h['x-amz-checksum-sha256'], sha(body).toString('base64'), `part ${i + 1}: the flexible checksum is the same digest`);
+    t.notOk(h['x-amz-checksum-crc32'], `part ${i + 1}: no CRC32`);
+    t.notOk(h['content-md5'], `part ${i + 1}: no MD5`);
+  }
+  const complete = rec.seen.find((r) => r.method === 'POST' && r.url.includes('uploadId'));
+  t.match(complete?.body, `<ChecksumSHA256>${sha(part1).toString('base64')}</ChecksumSHA256>`, 'the completion lists each part\'s SHA-256');
+
+  const small = crypto.randomBytes(3000);
+  await store.putObject('sum/small.bin', small, { sha256: sha(small) });
+  const put = rec.seen.find((r) => r.method === 'PUT' && r.url.includes('small.bin'))?.headers ?? {};
+  t.equal(put['x-amz-content-sha256'], sha(small).toString('hex'));
+  t.equal(put['x-amz-checksum-sha256'], sha(small).toString('base64'));
+  t.notOk(put['content-md5'], 'no MD5 for a body that comes with its SHA-256');
+
+  await store.getObjectStream('sum/model.bin', { range: { start: 0, end: 99 }, verifiedByCaller: true }).then((b) => b.resume());
+  const get = rec.seen.findLast((r) => r.method === 'GET' && r.url.includes('model.bin'));
+  t.notOk(get?.headers['x-amz-checksum-mode'], 'a GET the caller verifies asks for no response checksum');
+});
+
+void t.test('WHEN_REQUIRED: no flexible checksum, but the caller\'s SHA-256 still signs the part', async (t) => {
+  const s = await server(t);
+  const rec = await recordingProxy(t, s.endpoint);
+  const store = storeOf(t, s, { config: { ...s.config, endpoint: rec.endpoint, checksumMode: 'WHEN_REQUIRED' } });
+  const body = crypto.randomBytes(MIN_PART_BYTES);
+  const digest = crypto.createHash('sha256').update(body).digest();
+  const uploadId = await store.createMultipartUpload('req/model.bin');
+  const part = await store.uploadPart('req/model.bin', uploadId, 1, body, { sha256: digest });
+  t.equal(part.checksumSha256, undefined);
+  await store.completeMultipartUpload('req/model.bin', uploadId, [part]);
+  t.ok((await store.getObject('req/model.bin')).equals(body));
+  const h = rec.seen.find((r) => r.method === 'PUT' && r.url.includes('uploadId'))?.headers ?? {};
+  t.equal(h['x-amz-content-sha256'], digest.toString('hex'));
+  t.notOk(Object.keys(h).some((k) => k.startsWith('x-amz-checksum-')), 'no flexible checksum header');
+  t.notOk(rec.seen.find((r) => r.method === 'POST' && r.url.includes('uploads'))?.headers['x-amz-checksum-algorithm']);
 });
