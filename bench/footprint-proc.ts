@@ -1,5 +1,6 @@
 // What a process costs, read from /proc: resident memory (VmRSS) and CPU time
-// (utime + stime), sampled while a benchmark runs.
+// (utime + stime), sampled while a benchmark runs; and what the resident memory
+// is made of (/proc/PID/smaps_rollup).
 import { readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
@@ -10,6 +11,28 @@ export function rssBytes(pid: number): number | undefined {
   try {
     const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident memory split by kind, in bytes. */
+export interface MemoryBreakdown {
+  rss: number;
+  /** Heap, stacks, buffers, the JIT's code: the process's own memory. */
+  anonymous: number;
+  /** Pages of mapped files (the node binary, shared libraries), mostly shared with other processes. */
+  fileBacked: number;
+}
+
+/** What a process's resident memory is made of, or undefined when the process is gone. */
+export function memoryBreakdown(pid: number): MemoryBreakdown | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+    const rss = kb('Rss');
+    const anonymous = kb('Anonymous');
+    return Number.isFinite(rss) && Number.isFinite(anonymous) ? { rss, anonymous, fileBacked: rss - anonymous } : undefined;
   } catch {
     return undefined;
   }

@@ -2,16 +2,20 @@
 // coordinator and the private Docker engine) runs two sleeping training jobs
 // that declare checkpoints (their watchers run); its resident memory is
 // sampled every 100 ms from /proc and its CPU time read before and after, idle
-// and then while a third job's 4 GiB checkpoint is uploaded. rclone uploading
-// the same checkpoint to the same endpoint is the peer.
-import { mkdtempSync, rmSync } from 'node:fs';
+// and then while a third job's checkpoints are uploaded (1 GiB, then 4 GiB).
+// rclone uploading the largest checkpoint to the same endpoint is the peer.
+//
+// The agent runs as production runs it: the JavaScript build (dist/, built
+// first when older than src/) with the V8 flags of its systemd unit.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { validateJobSpec, type JobSpec } from '../src/spec/job-spec.ts';
 import { VERSION } from '../src/version.ts';
 import { Cluster, waitUntil } from '../test/helpers/cluster.ts';
 import { testEngineEnv } from '../test/helpers/engine.ts';
-import { RssSampler, cpuSeconds } from './footprint-proc.ts';
+import { build, isBuildCurrent } from '../scripts/build.ts';
+import { RssSampler, cpuSeconds, memoryBreakdown } from './footprint-proc.ts';
 import { RCLONE_REMOTE, rcloneVersion, runRclone } from './time-to-durable-rclone.ts';
 import { startS3Child } from './time-to-durable-s3.ts';
 import { CheckpointWriter, checkpointName } from './time-to-durable-writer.ts';
@@ -24,12 +28,29 @@ const BUCKET = 'footprint';
 
 interface FootprintPlan {
   idleSeconds: number;
-  uploadBytes: number;
+  /** Checkpoints uploaded one after the other by the same job. */
+  uploads: number[];
   shards: number;
+  /** Build dist/ first when it is older than src/ (the smoke run measures whatever bin/stevedore.js runs). */
+  build: boolean;
 }
 
 function plan(smoke: boolean): FootprintPlan {
-  return smoke ? { idleSeconds: 3, uploadBytes: 64 * MIB, shards: 4 } : { idleSeconds: 20, uploadBytes: 4 * GIB, shards: 4 };
+  return smoke ? { idleSeconds: 3, uploads: [64 * MIB], shards: 4, build: false } : { idleSeconds: 20, uploads: [GIB, 4 * GIB], shards: 4, build: true };
+}
+
+/** Node's flags in the agent's systemd unit: the words between node and the entry point. */
+export function agentNodeFlags(unitText: string): string[] {
+  const line = /^ExecStart=(.*)$/m.exec(unitText)?.[1] ?? '';
+  const words = line.trim().split(/\s+/);
+  const entry = words.findIndex((w) => w.endsWith('/bin/stevedore.js'));
+  return entry > 0 ? words.slice(1, entry).filter((w) => w.startsWith('--')) : [];
+}
+
+const UNIT_FILE = path.resolve(import.meta.dirname, '..', 'systemd', 'stevedore-agent.service');
+
+function sizeName(bytes: number): string {
+  return bytes >= GIB ? `${bytes / GIB} GiB` : `${bytes / MIB} MiB`;
 }
 
 function sleepingJob(name: string): JobSpec {
@@ -59,22 +80,51 @@ function single(name: string, unit: string, value: number): Figure {
   return { name, unit, median: value, min: value, max: value, runs: 1, better: 'lower' };
 }
 
+interface UploadRun {
+  bytes: number;
+  rss: number[];
+  cpuPerGib: number;
+  seconds: number;
+}
+
 export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchResult> => {
   const p = plan(opts.smoke);
-  const size = p.uploadBytes >= GIB ? `${p.uploadBytes / GIB} GiB` : `${p.uploadBytes / MIB} MiB`;
-  const gib = p.uploadBytes / GIB;
+  const largest = Math.max(...p.uploads);
+  const nodeFlags = agentNodeFlags(readFileSync(UNIT_FILE, 'utf8'));
+  let runsFrom = 'the sources or dist/, as bin/stevedore.js chooses';
+  if (p.build) {
+    if (!isBuildCurrent()) {
+      const built = build();
+      opts.log(`footprint: built dist/ (${built.files} files in ${built.ms} ms)`);
+    }
+    runsFrom = 'the JavaScript build (dist/)';
+  }
   const s3 = await startS3Child('sink', [BUCKET]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stv-bench-fp-'));
   const cluster = await Cluster.start(dir, { dockerHost: testEngineEnv().dockerHost });
   const writer = new CheckpointWriter();
   const subjects: Subject[] = [];
+  const uploads: UploadRun[] = [];
   let idleRss: number[];
   let idleCpuPercent: number;
-  let uploadRss: number[];
-  let uploadCpuPerGib: number;
-  let uploadSeconds: number;
+  let idleBreakdown = '';
   try {
-    const agent = await cluster.addAgent('footprint', 3, { s3: { endpoints: { default: s3.config } }, logLevel: 'info' });
+    // The agent gets the unit's flags (and dist/ in a full run) through the environment its process inherits;
+    // the coordinator and the S3 sink are running already, and nothing else starts until it is registered.
+    const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, STEVEDORE_RUN_FROM: process.env.STEVEDORE_RUN_FROM };
+    process.env.NODE_OPTIONS = [saved.NODE_OPTIONS ?? '', ...nodeFlags].join(' ').trim();
+    if (p.build) process.env.STEVEDORE_RUN_FROM = 'dist';
+    let agent: Awaited<ReturnType<Cluster['addAgent']>>;
+    try {
+      agent = await cluster.addAgent('footprint', 3, { s3: { endpoints: { default: s3.config } }, logLevel: 'info' });
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+    const agentOptions = readFileSync(`/proc/${agent.proc.child?.pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('NODE_OPTIONS='));
+    if (nodeFlags.some((f) => !agentOptions?.includes(f))) throw new Error(`the agent did not start with the unit's flags ${nodeFlags.join(' ')} (${agentOptions ?? 'no NODE_OPTIONS'})`);
     const pid = agent.proc.child?.pid;
     if (pid === undefined) throw new Error('the agent process has no pid');
     for (const name of ['idle-a', 'idle-b']) {
@@ -89,44 +139,50 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
     await new Promise((r) => setTimeout(r, p.idleSeconds * 1000));
     idleCpuPercent = (100 * ((cpuSeconds(pid) ?? 0) - cpu0)) / ((Date.now() - t0) / 1000);
     idleRss = idle.stop();
-    opts.log(`footprint: idle with 2 jobs: RSS median ${mb(idleRss[Math.floor(idleRss.length / 2)] ?? 0)} MB, CPU ${idleCpuPercent.toFixed(2)} % of a core`);
+    const parts = memoryBreakdown(pid);
+    if (parts) idleBreakdown = `${mb(parts.anonymous)} MB of the process's own (heap, code, buffers) and ${mb(parts.fileBacked)} MB of mapped files (the node binary and libraries, shared with other processes)`;
+    opts.log(`footprint: idle with 2 jobs: RSS median ${mb(idleRss[Math.floor(idleRss.length / 2)] ?? 0)} MB (${idleBreakdown}), CPU ${idleCpuPercent.toFixed(2)} % of a core`);
 
     const uploadJob = await cluster.client.submitJob(sleepingJob('upload'));
     await cluster.waitForJob(uploadJob.jobId, ['running']);
     const hostDir = path.join(agent.dir, 'work', uploadJob.jobId, 'checkpoints');
-    const busy = new RssSampler(pid);
-    const cpu1 = cpuSeconds(pid) ?? 0;
-    const written = await writer.write({ dir: hostDir, step: 10, bytes: p.uploadBytes, shards: p.shards });
-    await waitUntil(async () => (await cluster.client.listCheckpoints(uploadJob.jobId)).length > 0, 600_000, () => `the ${size} checkpoint was not committed; agent log tail:\n${agent.proc.log().slice(-3000)}`);
-    const doneMs = Date.now();
-    uploadSeconds = (doneMs - written.firstByteMs) / 1000;
-    uploadCpuPerGib = ((cpuSeconds(pid) ?? 0) - cpu1) / gib;
-    uploadRss = busy.stop();
-    opts.log(`footprint: ${size} uploaded by the agent in ${uploadSeconds.toFixed(1)} s: peak RSS ${mb(Math.max(...uploadRss))} MB, ${uploadCpuPerGib.toFixed(2)} CPU s/GiB`);
+    for (const [i, bytes] of p.uploads.entries()) {
+      const busy = new RssSampler(pid);
+      const cpu1 = cpuSeconds(pid) ?? 0;
+      const written = await writer.write({ dir: hostDir, step: 10 * (i + 1), bytes, shards: p.shards });
+      await waitUntil(async () => (await cluster.client.listCheckpoints(uploadJob.jobId)).length > i, 900_000, () => `the ${sizeName(bytes)} checkpoint was not committed; agent log tail:\n${agent.proc.log().slice(-3000)}`);
+      const run: UploadRun = { bytes, seconds: (Date.now() - written.firstByteMs) / 1000, cpuPerGib: ((cpuSeconds(pid) ?? 0) - cpu1) / (bytes / GIB), rss: busy.stop() };
+      uploads.push(run);
+      opts.log(`footprint: ${sizeName(bytes)} uploaded by the agent in ${run.seconds.toFixed(1)} s: peak RSS ${mb(Math.max(...run.rss))} MB, ${run.cpuPerGib.toFixed(2)} CPU s/GiB`);
+    }
     subjects.push({
       name: 'stevedore',
       version: VERSION,
       figures: [
         sampled('RSS idle, 2 jobs running', 'MB', idleRss.map(mb)),
         single('CPU idle, 2 jobs running', '% of a core', Math.round(idleCpuPercent * 100) / 100),
-        single(`peak RSS while uploading ${size}`, 'MB', mb(Math.max(...uploadRss))),
-        sampled(`RSS while uploading ${size}`, 'MB', uploadRss.map(mb)),
-        single('CPU seconds per GiB uploaded', 'CPU s/GiB', Math.round(uploadCpuPerGib * 100) / 100),
+        ...uploads.flatMap((u) => [
+          single(`peak RSS while uploading ${sizeName(u.bytes)}`, 'MB', mb(Math.max(...u.rss))),
+          sampled(`RSS while uploading ${sizeName(u.bytes)}`, 'MB', u.rss.map(mb)),
+        ]),
+        single('CPU seconds per GiB uploaded', 'CPU s/GiB', Math.round((uploads.at(-1)?.cpuPerGib ?? 0) * 100) / 100),
       ],
     });
 
     const rclone = rcloneVersion();
     if (rclone) {
       const sampler = new RssSampler(undefined);
-      const run = await runRclone(['copy', path.join(hostDir, checkpointName(10)), `${RCLONE_REMOTE}:${BUCKET}/rclone`], s3, (rclonePid) => sampler.follow(rclonePid));
+      const step = 10 * (p.uploads.indexOf(largest) + 1);
+      const run = await runRclone(['copy', path.join(hostDir, checkpointName(step)), `${RCLONE_REMOTE}:${BUCKET}/rclone`], s3, (rclonePid) => sampler.follow(rclonePid));
       const samples = sampler.stop();
-      opts.log(`footprint: ${size} uploaded by rclone in ${((run.endMs - run.startMs) / 1000).toFixed(1)} s: peak RSS ${mb(Math.max(...samples))} MB, ${(run.cpuSeconds / gib).toFixed(2)} CPU s/GiB`);
+      const gib = largest / GIB;
+      opts.log(`footprint: ${sizeName(largest)} uploaded by rclone in ${((run.endMs - run.startMs) / 1000).toFixed(1)} s: peak RSS ${mb(Math.max(...samples))} MB, ${(run.cpuSeconds / gib).toFixed(2)} CPU s/GiB`);
       subjects.push({
         name: 'rclone',
         version: rclone,
         figures: [
-          single(`peak RSS while uploading ${size}`, 'MB', mb(Math.max(...samples))),
-          sampled(`RSS while uploading ${size}`, 'MB', samples.map(mb)),
+          single(`peak RSS while uploading ${sizeName(largest)}`, 'MB', mb(Math.max(...samples))),
+          sampled(`RSS while uploading ${sizeName(largest)}`, 'MB', samples.map(mb)),
           single('CPU seconds per GiB uploaded', 'CPU s/GiB', Math.round((run.cpuSeconds / gib) * 100) / 100),
         ],
       });
@@ -147,25 +203,29 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
     }),
   );
   const idleMedian = ours.figures[0]!.median;
-  const peak = ours.figures[2]!.median;
+  const sizes = p.uploads.map(sizeName).join(', then ');
   return {
     id: 'footprint',
     title: 'Footprint',
     command: 'npm run bench -- --only footprint',
     method: [
-      'A real agent process (with a real coordinator and the private Docker engine, logging at info) runs two sleeping training jobs that declare checkpoints, so their watchers run.',
-      `Its resident memory (VmRSS) is sampled every 100 ms from /proc/PID/status and its CPU time (utime + stime from /proc/PID/stat) read at both ends: ${p.idleSeconds} s idle, then while a third job's ${size} checkpoint (${p.shards} shards, written at disk speed by a separate process) is uploaded, from its first byte to its commit.`,
-      `rclone then uploads the same checkpoint with its defaults (\`rclone copy\`), its memory sampled the same way and its CPU time taken from its rusage. Both upload to the benchmark S3 sink in a process of its own. MB are 10^6 bytes.`,
-      `The agent took ${uploadSeconds.toFixed(1)} s from the first byte written to the commit.`,
-    ].join(' '),
+      `A real agent process (with a real coordinator and the private Docker engine, logging at info) runs ${runsFrom} with the V8 flags of its systemd unit (${nodeFlags.join(' ') || 'none'}), and two sleeping training jobs that declare checkpoints, so their watchers run.`,
+      `Its resident memory (VmRSS) is sampled every 100 ms from /proc/PID/status and its CPU time (utime + stime from /proc/PID/stat) read at both ends: ${p.idleSeconds} s idle, then while a third job's checkpoints (${sizes}; ${p.shards} shards each, written at disk speed by a separate process) are uploaded, each from its first byte to its commit.`,
+      idleBreakdown === '' ? '' : `Idle, the resident memory is ${idleBreakdown} (/proc/PID/smaps_rollup).`,
+      `rclone then uploads the ${sizeName(largest)} checkpoint with its defaults (\`rclone copy\`), its memory sampled the same way and its CPU time taken from its rusage. Both upload to the benchmark S3 sink in a process of its own. MB are 10^6 bytes.`,
+      `The agent took ${uploads.map((u) => `${u.seconds.toFixed(1)} s for ${sizeName(u.bytes)}`).join(' and ')} from the first byte written to the commit.`,
+    ].filter((line) => line !== '').join(' '),
     cases: [
       {
-        name: `idle with 2 jobs, then a ${size} checkpoint`,
+        name: `idle with 2 jobs, then checkpoints of ${sizes}`,
         subjects,
         ratios,
         targets: [
           { text: 'agent RSS under 100 MB idle', met: idleMedian < 100 && Math.max(...idleRss.map(mb)) < 100, detail: `median ${idleMedian} MB, at most ${Math.max(...idleRss.map(mb))} MB` },
-          { text: `agent RSS under 250 MB while uploading ${size}`, met: peak < 250, detail: `peak ${peak} MB` },
+          ...uploads.map((u) => {
+            const peak = mb(Math.max(...u.rss));
+            return { text: `agent RSS under 250 MB while uploading ${sizeName(u.bytes)}`, met: peak < 250, detail: `peak ${peak} MB` };
+          }),
         ],
       },
     ],

@@ -1,13 +1,26 @@
 // The smoke version of the footprint benchmark: a short idle window and a small upload; sane figures (never speed).
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { cpuSeconds, rssBytes } from '../../bench/footprint-proc.ts';
-import { footprint } from '../../bench/footprint.ts';
+import { cpuSeconds, memoryBreakdown, rssBytes } from '../../bench/footprint-proc.ts';
+import { agentNodeFlags, footprint } from '../../bench/footprint.ts';
 
 void t.test('/proc readings of this process', (t) => {
   t.ok((rssBytes(process.pid) ?? 0) > 10e6, 'resident memory above 10 MB');
   t.ok((cpuSeconds(process.pid) ?? -1) > 0, 'some CPU used');
   t.equal(rssBytes(2 ** 22 + 12345), undefined, 'no such process');
+  const parts = memoryBreakdown(process.pid);
+  t.ok(parts && parts.anonymous > 0 && parts.fileBacked > 0 && parts.anonymous + parts.fileBacked === parts.rss, 'resident memory split into anonymous and file-backed');
+  t.equal(memoryBreakdown(2 ** 22 + 12345), undefined);
+  t.end();
+});
+
+void t.test("the agent is measured with its unit's node flags", (t) => {
+  const unit = readFileSync(path.resolve(import.meta.dirname, '../../systemd/stevedore-agent.service'), 'utf8');
+  const flags = agentNodeFlags(unit);
+  t.ok(flags.length > 0 && flags.every((f) => f.startsWith('--')), flags.join(' '));
+  t.same(agentNodeFlags('[Service]\nExecStart=/usr/bin/node --a=1 --b /opt/x/bin/stevedore.js agent --config c\n'), ['--a=1', '--b'], 'the words between node and the entry point');
+  t.same(agentNodeFlags('[Service]\nExecStart=/usr/bin/node /opt/x/bin/stevedore.js agent\n'), []);
   t.end();
 });
 
