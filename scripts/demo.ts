@@ -28,9 +28,12 @@ function start(args: string[], logFile: string): ChildProcess {
   return child;
 }
 
+/** The environment of the demo's CLI commands: the operator certificate made below. */
+const cliEnv: NodeJS.ProcessEnv = { ...process.env };
+
 function runCli(args: string[]): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: 'inherit' });
+    const child = spawn(process.execPath, [bin, ...args], { stdio: 'inherit', env: cliEnv });
     child.on('exit', (code) => resolve(code ?? 1));
   });
 }
@@ -57,16 +60,30 @@ async function main(): Promise<number> {
     const image = await buildTrainerImage(engine.dockerHost, (m) => process.stdout.write(`    ${m}\n`));
 
     say(`S3-compatible server (s3rver) on ${s3.endpoint}, bucket stevedore-demo`);
+    say('A development CA, and certificates for the coordinator and the operator (stevedore certs)');
+    const pki = path.join(dir, 'pki');
+    const certs = async (args: string[]): Promise<void> => {
+      if ((await runCli(['certs', ...args])) !== 0) throw new Error(`stevedore certs ${args.join(' ')} failed`);
+    };
+    await certs(['ca', '--out', path.join(pki, 'ca')]);
+    await certs(['coordinator', '--ca', path.join(pki, 'ca'), '--host', 'localhost,127.0.0.1', '--out', path.join(pki, 'coordinator')]);
+    await certs(['operator', 'demo', '--ca', path.join(pki, 'ca'), '--out', path.join(pki, 'operator')]);
+    cliEnv.STEVEDORE_TLS_DIR = path.join(pki, 'operator');
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
-    coordinator = start(['coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', '2', '--metrics-listen', '127.0.0.1:0'], path.join(dir, 'coordinator.log'));
-    const control = new ControlClient({ address });
+    const tls = ['--tls-ca', path.join(pki, 'coordinator', 'ca.pem'), '--tls-cert', path.join(pki, 'coordinator', 'coordinator.pem'), '--tls-key', path.join(pki, 'coordinator', 'coordinator-key.pem'), '--join-secret', path.join(pki, 'ca', 'join-secret')];
+    coordinator = start(['coordinator', '--listen', address, '--db', path.join(dir, 'coordinator.db'), '--heartbeat-seconds', '2', '--metrics-listen', '127.0.0.1:0', ...tls], path.join(dir, 'coordinator.log'));
+    const operatorDir = path.join(pki, 'operator');
+    const control = new ControlClient({ address, tls: { ca: path.join(operatorDir, 'ca.pem'), cert: path.join(operatorDir, 'operator.pem'), key: path.join(operatorDir, 'operator-key.pem') } });
     await waitUntil(async () => control.listNodes().then(() => true, () => false), 20000, () => readFileSync(path.join(dir, 'coordinator.log'), 'utf8'));
-    say(`Coordinator listening on ${address} (state in ${path.join(dir, 'coordinator.db')})`);
+    say(`Coordinator listening on ${address} with mutual TLS and join tokens (state in ${path.join(dir, 'coordinator.db')})`);
 
     const startAgent = async (name: string, zone: string, preemption: object): Promise<ChildProcess> => {
+      // The node's certificate (its node id) and join token: stevedore certs node.
+      const nodeDir = path.join(pki, name);
+      await certs(['node', '--ca', path.join(pki, 'ca'), '--out', nodeDir]);
       const config = {
-        coordinator: { address },
+        coordinator: { address, tls: { ca: path.join(nodeDir, 'ca.pem'), cert: path.join(nodeDir, 'node.pem'), key: path.join(nodeDir, 'node-key.pem') }, joinTokenFile: path.join(nodeDir, 'join-token') },
         nodeName: name,
         stateDir: path.join(dir, name, 'state'),
         workRoot: path.join(dir, name, 'jobs'),
