@@ -109,27 +109,40 @@ export interface ControlDeps {
 }
 
 export function controlHandlers(deps: ControlDeps): ControlHandlers {
-  const unary = <Req, Res>(name: string, fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> => (call, callback) => {
-    try {
-      callback(null, fn(call.request));
-    } catch (err) {
+  /**
+   * `act` runs at once; the reply is made and sent once every commit so far is
+   * durable (Engine.afterDurable), so that a caller never hears of a change a
+   * power loss could undo, and a reply made then includes the placement that
+   * the same batch made.
+   */
+  const acting = <Req, Res, T>(name: string, act: (req: Req) => T, reply: (req: Req, done: T) => Res): grpc.handleUnaryCall<Req, Res> => (call, callback) => {
+    const fail = (err: unknown): void => {
       if (!isStevedoreError(err)) deps.logger.error({ method: name, err: messageOf(err) }, 'Control call failed');
       callback(toServiceError(err));
+    };
+    let done: T;
+    try {
+      done = act(call.request);
+    } catch (err) {
+      fail(err);
+      return;
     }
+    deps.engine().afterDurable(() => {
+      try {
+        callback(null, reply(call.request, done));
+      } catch (err) {
+        fail(err);
+      }
+    });
   };
+  const unary = <Req, Res>(name: string, fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> => acting(name, fn, (_req, res: Res) => res);
 
   return {
-    SubmitJob: unary('SubmitJob', (req) => {
-      const job = deps.engine().submit(req.spec);
-      return jobMessage(deps.engine().getJob(job.jobId));
-    }),
+    SubmitJob: acting('SubmitJob', (req) => deps.engine().submit(req.spec), (_req, job) => jobMessage(deps.engine().getJob(job.jobId))),
     GetJob: unary('GetJob', (req) => jobMessage(deps.engine().getJob(req.jobId))),
     ListJobs: unary('ListJobs', () => ({ jobs: deps.engine().listJobs().map(jobMessage) })),
     ListNodes: unary('ListNodes', () => ({ nodes: deps.engine().listNodes().map(nodeMessage) })),
-    CancelJob: unary('CancelJob', (req) => {
-      deps.engine().cancel(req.jobId);
-      return jobMessage(deps.engine().getJob(req.jobId));
-    }),
+    CancelJob: acting('CancelJob', (req) => deps.engine().cancel(req.jobId), (req) => jobMessage(deps.engine().getJob(req.jobId))),
     DrainNode: unary('DrainNode', (req) => nodeMessage(deps.engine().drainNode(req.nodeId, req.reason, req.deadlineSeconds))),
     ListCheckpoints: unary('ListCheckpoints', (req) => ({ checkpoints: deps.engine().listCheckpoints(req.jobId).map(checkpointMessage) })),
     StreamLogs: (call) => {

@@ -228,7 +228,11 @@ export class Coordinator {
     if (!running) return;
     running.timer?.cancel();
     // Replies and acknowledgements that wait for a flush go out before the streams end.
-    running.engine.flush();
+    try {
+      running.engine.flush();
+    } catch (err) {
+      this.options.logger.error({ err: messageOf(err) }, 'could not flush the database at shutdown; what waited for it is not sent');
+    }
     running.registry.closeAll('the coordinator is shutting down; reconnect when it is back');
     for (const follower of [...running.followers]) follower();
     await new Promise<void>((resolve) => {

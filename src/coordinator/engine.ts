@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
-import { StevedoreError, isStevedoreError } from '../util/errors.ts';
+import { StevedoreError, isStevedoreError, messageOf } from '../util/errors.ts';
 import { DEFAULT_RESTART, fromSpecMessage } from '../spec/job-spec.ts';
 import type { JobSpec, RestartPolicy } from '../spec/job-spec.ts';
 import type { Command } from '../gen/stevedore/v1/Command.ts';
@@ -88,6 +88,8 @@ export interface NodeView extends NodeRecord {
   healthyGpus: number;
   /** Why GPUs are not healthy, one entry per GPU. */
   unhealthy: string[];
+  /** Attempts not yet ended on the node. */
+  activeAttempts: number;
 }
 
 /** Refusal codes after which the job goes back to the queue instead of failing. */
@@ -161,6 +163,18 @@ export class Engine {
    * restart loses nothing that matters, as leases count from the start then.
    */
   private readonly seenSince = new Map<string, number>();
+  /**
+   * What waits for the next flush (afterDurable), in order. Commits are not
+   * flushed to disk one by one: a flush once per turn of the event loop makes
+   * all of that turn's commits durable together, then these run.
+   */
+  private durableWaiters: (() => void)[] = [];
+  private flushPending = false;
+  /** A placement pass is due at the next flush (scheduleSoon). */
+  private scheduleWanted = false;
+  /** A flush of the database runs in the background. */
+  private syncing = false;
+  private syncFailures = 0;
 
   constructor(options: EngineOptions) {
     this.store = options.store;
@@ -191,13 +205,108 @@ export class Engine {
     const touched = this.touched;
     this.outbox = [];
     this.touched = new Set();
-    for (const { nodeId, command } of outbox) {
-      if (!this.sink.send(nodeId, command)) {
-        this.logger.info({ nodeId, commandId: command.commandId, body: command.body }, 'node is not connected; reconciliation at its next register covers this command');
+    if (outbox.length === 0 && touched.size === 0) return result;
+    this.afterDurable(() => {
+      for (const { nodeId, command } of outbox) {
+        if (!this.sink.send(nodeId, command)) {
+          this.logger.info({ nodeId, commandId: command.commandId, body: command.body }, 'node is not connected; reconciliation at its next register covers this command');
+        }
+      }
+      for (const jobId of touched) this.bus.notify(jobId);
+    });
+    return result;
+  }
+
+  /**
+   * Runs fn once every commit so far is durable: at once when nothing waits
+   * for a flush, else right after the flush that covers them, in the order
+   * asked. Whatever tells the outside world of a change goes through here:
+   * commands, event acknowledgements (the agent then forgets the events),
+   * registrations, replies to Control calls.
+   */
+  afterDurable(fn: () => void): void {
+    if (!this.syncing && this.durableWaiters.length === 0 && !this.store.needsSync) {
+      fn();
+      return;
+    }
+    this.durableWaiters.push(fn);
+    this.requestFlush();
+  }
+
+  private requestFlush(): void {
+    if (this.flushPending) return;
+    this.flushPending = true;
+    setImmediate(() => this.flushSoon());
+  }
+
+  /** Places queued jobs before the next flush: one pass for all the changes of this turn of the event loop. */
+  private scheduleSoon(): void {
+    this.scheduleWanted = true;
+    this.requestFlush();
+  }
+
+  private runSchedulePass(): void {
+    if (!this.scheduleWanted) return;
+    this.scheduleWanted = false;
+    try {
+      this.schedule();
+    } catch (err) {
+      this.logger.error({ err: messageOf(err) }, 'placement pass failed; it runs again at the next change');
+    }
+  }
+
+  /**
+   * Once per turn of the event loop while there is work: the placement pass
+   * that is due, then a flush of the database in the background for every
+   * commit so far; what waited for those commits runs when it completes.
+   * Messages keep arriving and committing meanwhile; the next flush covers
+   * them. At most one flush runs at a time.
+   */
+  private flushSoon(): void {
+    this.flushPending = false;
+    this.runSchedulePass();
+    if (this.syncing || this.durableWaiters.length === 0) return;
+    const waiters = this.durableWaiters;
+    this.durableWaiters = [];
+    this.syncing = true;
+    this.store.flushWal((err) => {
+      this.syncing = false;
+      if (err) {
+        // Nothing that depends on these commits may leave before they are durable: try again shortly.
+        this.syncFailures++;
+        this.durableWaiters = [...waiters, ...this.durableWaiters];
+        this.logger.error({ err: messageOf(err), attempts: this.syncFailures }, 'cannot flush the coordinator database to disk; acknowledgements and replies wait until it succeeds: check the disk of --db');
+        setTimeout(() => this.requestFlush(), Math.min(5000, 100 * 2 ** Math.min(this.syncFailures, 6))).unref();
+        return;
+      }
+      this.syncFailures = 0;
+      this.runWaiters(waiters);
+      if (this.durableWaiters.length > 0) this.requestFlush();
+    });
+  }
+
+  private runWaiters(waiters: readonly (() => void)[]): void {
+    for (const fn of waiters) {
+      try {
+        fn();
+      } catch (err) {
+        this.logger.error({ err: messageOf(err) }, 'could not send after a flush');
       }
     }
-    for (const jobId of touched) this.bus.notify(jobId);
-    return result;
+  }
+
+  /**
+   * Runs the placement pass that is due, flushes every commit so far to disk
+   * and runs what waited for them, before it returns (shutdown). What waits
+   * for a flush already in the background runs when that completes.
+   */
+  flush(): void {
+    this.runSchedulePass();
+    this.store.syncNow();
+    if (this.syncing) return;
+    const waiters = this.durableWaiters;
+    this.durableWaiters = [];
+    this.runWaiters(waiters);
   }
 
   /** Records a command and queues it for sending after the commit, if the node is online. */
@@ -294,8 +403,14 @@ export class Engine {
     const active = this.store.activeAttempts();
     const gpusOf = this.jobGpuLookup();
     const preempting = this.store.preemptingNodes();
+    const activeOn = new Map<string, AttemptRecord[]>();
+    for (const a of active) {
+      const list = activeOn.get(a.nodeId);
+      if (list) list.push(a);
+      else activeOn.set(a.nodeId, [a]);
+    }
     return this.store.listNodes().map((node) => {
-      const mine = active.filter((a) => a.nodeId === node.nodeId);
+      const mine = activeOn.get(node.nodeId) ?? [];
       const inventory = this.withGpuHealth(node.nodeId, node.inventory);
       const gpus = inventory?.gpus ?? [];
       const totalGpus = gpus.length;
@@ -318,6 +433,7 @@ export class Engine {
         freeGpus: Math.max(0, healthy.filter((g) => !held.has(g.uuid)).length - unconfirmed),
         healthyGpus: healthy.length,
         unhealthy,
+        activeAttempts: mine.length,
       };
     });
   }
@@ -346,9 +462,8 @@ export class Engine {
       }
       throw err;
     }
-    const nodes = this.store.listNodes();
-    if (nodes.length > 0) {
-      const largest = Math.max(...nodes.map((n) => n.inventory?.gpus.length ?? 0));
+    const largest = this.store.largestGpuCount();
+    if (largest !== undefined) {
       if (spec.resources.gpus > largest) {
         throw new StevedoreError(
           'GPUS_UNSATISFIABLE',
@@ -364,7 +479,7 @@ export class Engine {
       this.logger.info({ jobId, gpus: spec.resources.gpus }, 'job submitted');
       return created;
     });
-    this.schedule();
+    this.scheduleSoon();
     return this.store.getJob(job.jobId) ?? job;
   }
 
@@ -468,7 +583,7 @@ export class Engine {
       changed = this.noteGpuHealth(nodeId, hb.gpuHealth, true);
     });
     // Placement may proceed (a GPU recovered) and waiting jobs' reasons change.
-    if (changed) this.schedule();
+    if (changed) this.scheduleSoon();
   }
 
   /**
@@ -570,7 +685,7 @@ export class Engine {
         if (job) this.requeueAfterPreemption(job, attempt, message);
       }
     });
-    this.schedule();
+    this.scheduleSoon();
   }
 
   /** The node's current session ended. */
@@ -653,7 +768,7 @@ export class Engine {
       return { upToEventId: ev.eventId, duplicate: false };
     });
     if (!result.duplicate) this.metrics?.event(ev.body ?? 'none');
-    if (scheduleAfter) this.schedule();
+    if (scheduleAfter) this.scheduleSoon();
     return result;
   }
 
@@ -882,7 +997,7 @@ export class Engine {
         this.setJob(job, 'failed', message);
       }
     });
-    if (scheduleAfter) this.schedule();
+    if (scheduleAfter) this.scheduleSoon();
   }
 
   // ---------------------------------------------------------------- placement and leases
@@ -901,7 +1016,7 @@ export class Engine {
         freeGpus: n.freeGpus,
         healthyGpus: n.healthyGpus,
         unhealthy: n.unhealthy,
-        activeAttempts: this.store.activeAttemptsOnNode(n.nodeId).length,
+        activeAttempts: n.activeAttempts,
         zone: n.labels.zone ?? '',
         region: n.labels.region ?? '',
       }));
@@ -998,7 +1113,7 @@ export class Engine {
     }
     let expired = lost;
     for (const a of this.avoid.values()) if (a.untilMs <= now) expired = true;
-    if (expired) this.schedule();
+    if (expired) this.scheduleSoon();
   }
 }
 

@@ -4,8 +4,8 @@
 // writes with transaction().
 import type { CheckpointCommitted__Output } from '../gen/stevedore/v1/CheckpointCommitted.ts';
 import { DatabaseSync } from 'node:sqlite';
-import type { SQLInputValue } from 'node:sqlite';
-import { mkdirSync } from 'node:fs';
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { JobSpec } from '../spec/job-spec.ts';
 import type { Inventory__Output } from '../proto/load.ts';
@@ -455,15 +455,24 @@ export class Store {
   private readonly db: DatabaseSync;
   private depth = 0;
   private closed = false;
+  /** total_changes() covered by the last flush of the WAL file. */
+  private syncedChanges = 0;
+  private readonly totalChanges: StatementSync;
+  private readonly walPath: string | undefined;
+  private wal: number | undefined;
 
   constructor(dbPath: string) {
     try {
       if (dbPath !== ':memory:') mkdirSync(path.dirname(path.resolve(dbPath)), { recursive: true });
       this.db = new DatabaseSync(dbPath);
       this.db.exec('PRAGMA journal_mode = WAL');
-      this.db.exec('PRAGMA synchronous = FULL');
+      // Commits are not flushed to disk one by one: flushWal() flushes them
+      // together before anything they decided is acknowledged (see flushWal()).
+      this.db.exec('PRAGMA synchronous = NORMAL');
       this.db.exec('PRAGMA busy_timeout = 5000');
       this.db.exec(SCHEMA);
+      this.totalChanges = this.db.prepare('SELECT total_changes() AS n');
+      this.walPath = dbPath === ':memory:' ? undefined : `${path.resolve(dbPath)}-wal`;
     } catch (err) {
       throw new StevedoreError('STATE_DIR_UNWRITABLE', `cannot open the coordinator database ${dbPath}: ${messageOf(err)}. Check that its directory exists and is writable, or choose another with --db`, { cause: err });
     }
@@ -499,10 +508,88 @@ export class Store {
     }
   }
 
+  /**
+   * Whether a commit since the last flush may not survive a power loss. In
+   * WAL mode with synchronous=NORMAL a commit survives a crash of the process
+   * at once, and a power loss or kernel crash only once the WAL file is
+   * flushed to disk: by flushWal(), syncNow(), or a checkpoint.
+   */
+  get needsSync(): boolean {
+    return !this.closed && this.changes() !== this.syncedChanges;
+  }
+
+  /**
+   * Flushes the WAL file to disk in the background (fsync on libuv's thread
+   * pool), so that the event loop keeps taking messages meanwhile; calls back
+   * once every commit made before the call is durable. One flush covers all
+   * the commits before it, however many: this is what lets one core serve
+   * thousands of agents. The coordinator sends nothing that relies on a
+   * commit (event acknowledgements, after which the agent forgets the events;
+   * replies to Control calls; commands) before the flush that covers it.
+   */
+  flushWal(callback: (err: Error | null) => void): void {
+    const target = this.changes();
+    if (this.closed || target === this.syncedChanges) {
+      callback(null);
+      return;
+    }
+    let fd: number | undefined;
+    try {
+      fd = this.walFd();
+    } catch (err) {
+      callback(err instanceof Error ? err : new Error(messageOf(err)));
+      return;
+    }
+    if (fd === undefined) {
+      this.syncedChanges = target;
+      callback(null);
+      return;
+    }
+    fsync(fd, (err) => {
+      if (!err) this.syncedChanges = Math.max(this.syncedChanges, target);
+      callback(err);
+    });
+  }
+
+  /** Makes every commit so far durable before it returns (at shutdown). */
+  syncNow(): void {
+    const target = this.changes();
+    if (this.closed || target === this.syncedChanges) return;
+    const fd = this.walFd();
+    if (fd !== undefined) fsyncSync(fd);
+    this.syncedChanges = target;
+  }
+
+  /**
+   * A descriptor of the WAL file, opened once and kept (closing a descriptor of
+   * a file SQLite locks could drop its locks); undefined for an in-memory
+   * database. fsync() of any descriptor flushes the file itself.
+   */
+  private walFd(): number | undefined {
+    if (this.walPath === undefined) return undefined;
+    try {
+      this.wal ??= openSync(this.walPath, 'r');
+    } catch (err) {
+      // No WAL file (nothing written since the last checkpoint removed it): nothing to flush.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return this.wal;
+  }
+
+  /** SQLite's total_changes(): rows written through this connection since it opened. */
+  private changes(): number {
+    const r = this.totalChanges.get() as Row | undefined;
+    return num(r?.n);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Closing checkpoints the WAL into the database file and flushes it.
     this.db.close();
+    if (this.wal !== undefined) closeSync(this.wal);
+    this.wal = undefined;
   }
 
   // ---- nodes ----
@@ -529,6 +616,12 @@ export class Store {
 
   listNodes(): NodeRecord[] {
     return (this.db.prepare('SELECT * FROM nodes ORDER BY node_id').all() as Row[]).map(toNode);
+  }
+
+  /** The most GPUs any stored node has; undefined when no node is stored. */
+  largestGpuCount(): number | undefined {
+    const r = this.db.prepare(`SELECT COUNT(*) AS nodes, MAX(COALESCE(json_array_length(inventory, '$.gpus'), 0)) AS gpus FROM nodes`).get() as Row | undefined;
+    return num(r?.nodes) === 0 ? undefined : num(r?.gpus);
   }
 
   setNodeState(nodeId: string, state: NodeState): void {
