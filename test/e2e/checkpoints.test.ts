@@ -64,7 +64,7 @@ void t.test('checkpoints are committed while the job runs, listed, and a new att
   const listed = await cluster.client.listCheckpoints(first.jobId);
   t.same(listed.map((c) => c.name), ['step-000012', 'step-000008', 'step-000004']);
   t.ok(listed.every((c) => c.timeToCommitMs >= 0 && c.totalBytes > 6 * 1024 * 1024));
-  const cli = await run(process.execPath, [stevedore, 'checkpoints', first.jobId, '--coordinator', cluster.address]);
+  const cli = await run(process.execPath, [stevedore, 'checkpoints', first.jobId, '--coordinator', cluster.address], { env: { ...process.env, ...cluster.cliEnv } });
   t.match(cli.stdout, /step-000012/);
 
   // A new job on the same destination resumes from step 12.
