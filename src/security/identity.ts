@@ -29,6 +29,11 @@ export function identityUri(identity: PeerIdentity): string {
   return `stevedore:${identity.kind}:${identity.name}`;
 }
 
+/** "a node certificate (stevedore:node:...)", "an operator certificate (...)": for messages. */
+export function describeIdentity(identity: PeerIdentity): string {
+  return `${identity.kind === 'operator' ? 'an' : 'a'} ${identity.kind} certificate (${identityUri(identity)})`;
+}
+
 /** Checks a name for its kind of identity; the message says what a valid one looks like. */
 export function checkIdentityName(kind: IdentityKind, name: string): string | undefined {
   switch (kind) {
@@ -91,7 +96,7 @@ export function nodeIdFromCertificateFile(file: string, read: (file: string) => 
     throw new StevedoreError('TLS_INVALID', `cannot read the node certificate ${file}: ${messageOf(err)}. Name the PEM file made by \`stevedore certs node\` in coordinator.tls.cert`, { cause: err });
   }
   if (identity?.kind !== 'node') {
-    const what = identity ? `a ${identity.kind} certificate (${identityUri(identity)})` : 'a certificate without a Stevedore identity';
+    const what = identity ? describeIdentity(identity) : 'a certificate without a Stevedore identity';
     throw new StevedoreError('TLS_INVALID', `${file} is ${what}, not a node certificate: make one for this node with \`stevedore certs node NODE_ID --ca CA_DIR --out DIR\``);
   }
   return identity.name;

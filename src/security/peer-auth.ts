@@ -6,7 +6,7 @@
 // ids involved, never the token.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../util/logger.ts';
-import { callerIdentity, identityUri, type CallWithAuth, type PeerIdentity } from './identity.ts';
+import { callerIdentity, identityUri, describeIdentity, type CallWithAuth, type PeerIdentity } from './identity.ts';
 import { JOIN_TOKEN_METADATA_KEY, verifyJoinToken } from './join-token.ts';
 
 export interface SessionAuthOptions {
@@ -30,7 +30,7 @@ export function admitSession(call: CallWithAuth & { metadata: grpc.Metadata }, a
       ok: false,
       code: grpc.status.PERMISSION_DENIED,
       certificate: describe(identity),
-      message: `only node certificates may open an agent session, and this one is ${identity ? `a ${identity.kind} certificate (${identityUri(identity)})` : 'without a Stevedore identity'}: give the agent its own certificate, made with \`stevedore certs node NODE_ID\``,
+      message: `only node certificates may open an agent session, and this one is ${identity ? describeIdentity(identity) : 'without a Stevedore identity'}: give the agent its own certificate, made with \`stevedore certs node NODE_ID\``,
     };
   }
   if (auth.joinSecret) {
@@ -85,7 +85,7 @@ export function requireOperator<T extends object>(handlers: T, logger: Logger): 
       metadata.set('stevedore-error-code', 'PERMISSION_DENIED');
       const err: Partial<grpc.StatusObject> = {
         code: grpc.status.PERMISSION_DENIED,
-        details: `the Control API takes operator certificates only, and this one is ${identity ? `a ${identity.kind} certificate (${identityUri(identity)})` : 'without a Stevedore identity'}: make an operator certificate with \`stevedore certs operator NAME\``,
+        details: `the Control API takes operator certificates only, and this one is ${identity ? describeIdentity(identity) : 'without a Stevedore identity'}: make an operator certificate with \`stevedore certs operator NAME\``,
         metadata,
       };
       if (unary && callback) callback(err);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { StevedoreError, messageOf } from '../util/errors.ts';
-import { identityFromPeerCertificate, identityUri } from './identity.ts';
+import { identityFromPeerCertificate, describeIdentity } from './identity.ts';
 
 export interface TlsFiles {
   /** CA bundle (PEM) the peer's certificate must chain to. */
@@ -57,7 +57,7 @@ export function checkCoordinatorIdentity(host: string, cert: PeerCertificate): E
   if (byName) return byName;
   const identity = identityFromPeerCertificate(cert);
   if (identity?.kind !== 'coordinator') {
-    return new Error(`the server's certificate is ${identity ? `a ${identity.kind} certificate (${identityUri(identity)})` : 'not a Stevedore coordinator certificate'}: it must be made with \`stevedore certs coordinator\``);
+    return new Error(`the server's certificate is ${identity ? describeIdentity(identity) : 'not a Stevedore coordinator certificate'}: it must be made with \`stevedore certs coordinator\``);
   }
   return undefined;
 }

@@ -550,3 +550,31 @@ security:
   t.match(err.message, 'security.allowHostIpc: must be true or false');
   t.end();
 });
+
+void t.test('coordinator TLS: join token from the file, a token file or STEVEDORE_JOIN_TOKEN; insecure by the file or --insecure', (t) => {
+  const dir = t.testdir({ 'ca.pem': 'x', 'node.pem': 'x', 'node-key.pem': 'x', 'join-token': 'sdj1.node-aaaaaaaaaaaa.tokenfromfile\n', 'empty-token': '\n' });
+  const write = (text: string): string => {
+    const file = path.join(dir, `agent-${Math.random().toString(36).slice(2)}.yaml`);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+  const tls = 'tls: { ca: ca.pem, cert: node.pem, key: node-key.pem, serverName: coord.example.com }';
+  const fromFile = loadAgentConfig({ file: write(`coordinator: { ${tls}, joinTokenFile: join-token }`), env: {}, cwd: dir });
+  t.same(fromFile.coordinator.tls, { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'node.pem'), key: path.join(dir, 'node-key.pem'), serverName: 'coord.example.com', joinToken: 'sdj1.node-aaaaaaaaaaaa.tokenfromfile' });
+  const fromEnv = loadAgentConfig({ file: write(`coordinator: { ${tls} }`), env: { STEVEDORE_JOIN_TOKEN: 'sdj1.node-aaaaaaaaaaaa.fromenv' }, cwd: dir });
+  t.equal(fromEnv.coordinator.tls?.joinToken, 'sdj1.node-aaaaaaaaaaaa.fromenv');
+  t.equal(loadAgentConfig({ file: write('coordinator: { insecure: true }'), env: {}, cwd: dir }).coordinator.insecure, true);
+  t.equal(loadAgentConfig({ file: write(''), env: {}, cwd: dir, flags: { insecure: true } }).coordinator.insecure, true, '--insecure');
+  t.equal(loadAgentConfig({ file: write(''), env: {}, cwd: dir }).coordinator.insecure, undefined, 'not insecure unless asked');
+
+  const secret = 'sdj1.node-aaaaaaaaaaaa.secretvalue';
+  const err = errorOf(() => loadAgentConfig({ file: write(`coordinator: { joinToken: ${secret}, insecure: true }`), env: {}, cwd: dir }));
+  t.match(err.message, /coordinator\.joinToken: needs coordinator\.tls: a join token is never sent in plaintext/);
+  t.notOk(err.message.includes(secret), 'the token is not in the error');
+  t.match(errorOf(() => loadAgentConfig({ file: write(`coordinator: { ${tls}, insecure: true }`), env: {}, cwd: dir })).message, /coordinator\.insecure: is true but coordinator\.tls is set/);
+  t.match(errorOf(() => loadAgentConfig({ file: write(`coordinator: { ${tls}, joinTokenFile: nowhere }`), env: {}, cwd: dir })).message, /coordinator\.joinTokenFile: cannot read .*nowhere \(ENOENT\): check the path/);
+  t.match(errorOf(() => loadAgentConfig({ file: write(`coordinator: { ${tls}, joinTokenFile: empty-token }`), env: {}, cwd: dir })).message, /coordinator\.joinTokenFile: .*empty-token is empty/);
+  t.match(errorOf(() => loadAgentConfig({ file: write(`coordinator: { ${tls}, joinTokenFile: join-token, joinToken: abc }`), env: {}, cwd: dir })).message, /coordinator\.joinTokenFile: and coordinator\.joinToken are both set/);
+  t.match(errorOf(() => loadAgentConfig({ file: write('coordinator: { insecure: yes please }'), env: {}, cwd: dir })).message, /coordinator\.insecure: must be true or false/);
+  t.end();
+});
