@@ -167,8 +167,8 @@ export class ControlClient {
       return new StevedoreError(
         'COORDINATOR_UNREACHABLE',
         `cannot reach the coordinator at ${this.address}: is \`stevedore coordinator\` running? (${method}: ${why}). ` +
-          `If it listens elsewhere, give its address with --coordinator HOST:PORT or $${COORDINATOR_ENV} (default ${DEFAULT_COORDINATOR_ADDRESS})` +
-          (this.secure ? '' : `. If it serves TLS, make an operator certificate with \`stevedore certs operator NAME --ca CA_DIR\` (or point $${OPERATOR_TLS_DIR_ENV} at one)`),
+          (this.secure ? '' : `If it serves TLS, this CLI needs an operator certificate: \`stevedore certs operator NAME --ca CA_DIR\` (or point $${OPERATOR_TLS_DIR_ENV} at one). `) +
+          `If it listens elsewhere, give its address with --coordinator HOST:PORT or $${COORDINATOR_ENV} (default ${DEFAULT_COORDINATOR_ADDRESS})`,
         { cause: err },
       );
     }
