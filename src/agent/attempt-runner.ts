@@ -1,7 +1,7 @@
 // Drives one attempt from its current state to its end: image, container,
 // logs, exit. It starts from whatever state the ledger holds, so the same code
 // runs a new attempt and re-adopts one after an agent restart.
-import type { ContainerEngine, ContainerSpec, RegistryAuth } from '../engine/container-engine.ts';
+import type { ContainerEngine, ContainerSpec, ExitStatus, RegistryAuth } from '../engine/container-engine.ts';
 import { checkSecurityPolicy, DEFAULT_SECURITY_POLICY, type JobSpec, type SecurityPolicy } from '../spec/job-spec.ts';
 import type { Clock } from '../util/clock.ts';
 import { asStevedoreError, isStevedoreError, messageOf, StevedoreError } from '../util/errors.ts';
@@ -63,6 +63,12 @@ const FINAL_OUTPUT_SYNC_MS = 120_000;
 
 /** How long to wait for the last log lines after the container has exited. */
 const LOG_DRAIN_MS = 5000;
+
+/** How long an attempt waits for a container engine that went away to come back before it fails. */
+const ENGINE_OUTAGE_MS = 10 * 60_000;
+
+/** After a container ended by a signal the agent did not send, how long to watch whether the engine is shutting down. */
+const ENGINE_SHUTDOWN_WATCH_MS = 2000;
 
 export function containerName(nodeId: string, jobId: string, attempt: number): string {
   return `stevedore-${nodeId}-${jobId}-${attempt}`;
@@ -212,7 +218,7 @@ export class AttemptRunner {
       const logs = this.followLogs(containerId, signal);
       await this.startCheckpointSync();
       this.startOutputMirror();
-      const exit = await this.deps.engine.wait(containerId, signal);
+      const { exit, engineLost } = await this.waitForExit(containerId, signal);
       await Promise.race([logs, this.deps.clock.sleep(LOG_DRAIN_MS).catch(() => undefined)]);
       if (this.output) {
         const stats = await this.output.close({ final: true, deadlineMs: this.deps.clock.now() + FINAL_OUTPUT_SYNC_MS });
@@ -231,7 +237,10 @@ export class AttemptRunner {
       }
       const stopped = this.record.state === 'STOPPING';
       const end: AttemptState = stopped ? 'CANCELLED' : exit.exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
-      this.finish(end, exit.exitCode, null, exit.oomKilled);
+      const reason = end === 'FAILED' && engineLost
+        ? new StevedoreError('ENGINE_UNREACHABLE', `container ${this.record.containerName} stopped (exit code ${exit.exitCode}) when the container engine went away while it ran (restarted or crashed); its checkpoints committed so far are kept: run the job again to resume, and run the engine with live-restore so that containers survive its restarts`)
+        : null;
+      this.finish(end, exit.exitCode, reason, exit.oomKilled);
     } catch (err) {
       if (signal.aborted) return;
       const failure = asStevedoreError(err, 'INTERNAL', `attempt ${this.key}`);
@@ -239,6 +248,73 @@ export class AttemptRunner {
       if (interrupted && this.record.preemption) this.finish('PREEMPTED', -1, null, false);
       else if (interrupted && this.record.stopRequested) this.finish('CANCELLED', -1, null, false);
       else this.finish('FAILED', -1, failure, false);
+    }
+  }
+
+  /**
+   * Waits for the container's exit. When the engine goes away meanwhile (restarted,
+   * crashed), waits for it to come back and looks again: a container that survived
+   * (live-restore) is followed on; one that stopped with the engine gives its exit,
+   * with engineLost set so that the end names the cause. An engine that stays away
+   * for ENGINE_OUTAGE_MS fails the attempt with ENGINE_UNREACHABLE.
+   */
+  private async waitForExit(containerId: string, signal: AbortSignal): Promise<{ exit: ExitStatus; engineLost: boolean }> {
+    let engineLost = false;
+    for (;;) {
+      let exit: ExitStatus;
+      try {
+        exit = await this.deps.engine.wait(containerId, signal);
+      } catch (err) {
+        if (signal.aborted || !isStevedoreError(err) || err.code !== 'ENGINE_UNREACHABLE') throw err;
+        engineLost = true;
+        await this.awaitEngineReturn(containerId, signal, err);
+        continue;
+      }
+      // Ended by a signal nobody here sent, with the engine gone right after: the engine stopped the container on its way out.
+      if (exit.exitCode > 128 && this.record.state === 'RUNNING' && !engineLost) {
+        if (await this.engineGoingAway(signal)) {
+          engineLost = true;
+          await this.awaitEngineReturn(containerId, signal, new StevedoreError('ENGINE_UNREACHABLE', 'the container engine stopped answering right after the container exited'));
+          continue;
+        }
+      }
+      return { exit, engineLost };
+    }
+  }
+
+  /** Whether the engine stops answering within ENGINE_SHUTDOWN_WATCH_MS (it stops its containers first, then goes). */
+  private async engineGoingAway(signal: AbortSignal): Promise<boolean> {
+    const deadline = this.deps.clock.now() + ENGINE_SHUTDOWN_WATCH_MS;
+    for (;;) {
+      if (await this.deps.engine.ping().then(() => false, () => true)) return true;
+      if (this.deps.clock.now() >= deadline) return false;
+      await this.deps.clock.sleep(200, signal);
+    }
+  }
+
+  /** The engine went away: note it, wait for it (ENGINE_OUTAGE_MS at most) and say what became of the container. */
+  private async awaitEngineReturn(containerId: string, signal: AbortSignal, cause: StevedoreError): Promise<void> {
+    const jobLog = this.openLog();
+    this.log.warn({ err: cause, containerId }, 'the container engine went away while the attempt ran; waiting for it to come back');
+    jobLog.note(`the container engine went away; waiting up to ${seconds(ENGINE_OUTAGE_MS)} for it to come back`);
+    if (!(await this.engineBack(signal))) {
+      throw new StevedoreError('ENGINE_UNREACHABLE', `the container engine has been away for ${seconds(ENGINE_OUTAGE_MS)} while container ${this.record.containerName} ran: its end is unknown. Bring the engine back; the agent re-adopts the container at its next start if it still runs`, { cause });
+    }
+    const info = await this.deps.engine.inspect(containerId);
+    jobLog.note(info?.running ? 'the container engine is back and the container still runs: following it on' : `the container engine is back; the container ${info ? `stopped with it (exit code ${info.exitCode ?? '?'})` : 'is gone'}`);
+    this.log.info({ containerId, running: info?.running ?? false, exitCode: info?.exitCode }, 'the container engine is back');
+  }
+
+  /** Pings the engine with backoff until it answers (true) or ENGINE_OUTAGE_MS has passed (false). */
+  private async engineBack(signal: AbortSignal): Promise<boolean> {
+    const deadline = this.deps.clock.now() + ENGINE_OUTAGE_MS;
+    let delay = 250;
+    for (;;) {
+      signal.throwIfAborted();
+      if (await this.deps.engine.ping().then(() => true, () => false)) return true;
+      if (this.deps.clock.now() >= deadline) return false;
+      await this.deps.clock.sleep(delay, signal);
+      delay = Math.min(delay * 2, 5000);
     }
   }
 
@@ -453,15 +529,28 @@ export class AttemptRunner {
     };
   }
 
+  /** Captures the container's output until it ends; follows again from the last line kept when the engine went away and came back. */
   private async followLogs(containerId: string, signal: AbortSignal): Promise<void> {
     const jobLog = this.openLog();
-    const since = jobLog.resumeAfter();
     try {
-      await this.deps.engine.followLogs(containerId, { ...(since ? { since } : {}), signal }, (line) => {
-        jobLog.write({ timeMs: line.timeMs, timestamp: line.timestamp, stream: line.stream, text: line.text });
-      });
-    } catch (err) {
-      if (!signal.aborted) this.log.warn({ err }, 'log capture ended early');
+      for (;;) {
+        const since = jobLog.resumeAfter();
+        try {
+          await this.deps.engine.followLogs(containerId, { ...(since ? { since } : {}), signal }, (line) => {
+            jobLog.write({ timeMs: line.timeMs, timestamp: line.timestamp, stream: line.stream, text: line.text });
+          });
+          return;
+        } catch (err) {
+          if (signal.aborted) return;
+          if (!isStevedoreError(err) || err.code !== 'ENGINE_UNREACHABLE') {
+            this.log.warn({ err }, 'log capture ended early');
+            return;
+          }
+          this.log.warn({ err }, 'log capture interrupted: the container engine went away; following again once it is back');
+          jobLog.flush();
+          if (!(await this.engineBack(signal).catch(() => false))) return;
+        }
+      }
     } finally {
       jobLog.flush();
     }
@@ -484,6 +573,7 @@ export class AttemptRunner {
       jobId: this.jobId,
       attempt: this.attempt,
       journalCursor: this.record.logCursor || undefined,
+      logger: this.log,
       onJournaled: (logCursor) => {
         if (this.deps.ledger.get(this.jobId, this.attempt)) this.deps.ledger.update(this.jobId, this.attempt, { logCursor });
       },

@@ -24,6 +24,11 @@ export interface DockerEngineOptions {
   clock?: Clock;
   /** How long ping() waits for an answer. Default 10 s. */
   pingTimeoutMs?: number;
+  /**
+   * wait() also inspects the container this often, because the engine's wait call can hang
+   * for good when the engine restarts under it. Default 2000 ms.
+   */
+  waitPollMs?: number;
 }
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
@@ -127,12 +132,14 @@ export class DockerEngine implements ContainerEngine {
   private readonly docker: Docker;
   private readonly clock: Clock;
   private readonly pingTimeoutMs: number;
+  private readonly waitPollMs: number;
 
   constructor(opts: DockerEngineOptions = {}) {
     this.address = opts.dockerHost ?? process.env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST;
     this.docker = new Docker(parseDockerHost(this.address));
     this.clock = opts.clock ?? systemClock;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 10_000;
+    this.waitPollMs = opts.waitPollMs ?? 2000;
   }
 
   private unreachable(err: unknown): StevedoreError {
@@ -348,11 +355,24 @@ export class DockerEngine implements ContainerEngine {
 
   async wait(id: string, signal?: AbortSignal): Promise<ExitStatus> {
     signal?.throwIfAborted();
-    let result: { StatusCode?: number };
+    // The engine's wait call, raced with a poll: a wait whose connection dies with a
+    // restarting engine may never settle, the poll then sees the exit or the engine gone.
+    const settled = new AbortController();
+    const abort = signal ? AbortSignal.any([signal, settled.signal]) : settled.signal;
+    let statusCode: number | undefined;
     try {
-      const options: Docker.ContainerWaitOptions = { condition: 'not-running' };
-      if (signal) options.abortSignal = signal;
-      result = (await this.docker.getContainer(id).wait(options)) as { StatusCode?: number };
+      statusCode = await Promise.race([this.engineWait(id, abort, signal), this.pollUntilExited(id, abort, signal)]);
+    } finally {
+      settled.abort();
+    }
+    const info = await this.inspect(id);
+    return { exitCode: info?.exitCode ?? statusCode ?? -1, oomKilled: info?.oomKilled ?? false };
+  }
+
+  private async engineWait(id: string, abort: AbortSignal, signal: AbortSignal | undefined): Promise<number | undefined> {
+    try {
+      const result = (await this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal: abort })) as { StatusCode?: number };
+      return result.StatusCode;
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       if (statusOf(err) === 404) {
@@ -360,8 +380,21 @@ export class DockerEngine implements ContainerEngine {
       }
       throw this.failure(err, 'INTERNAL', `waiting for container ${id} failed: ${engineMessage(err)}`);
     }
-    const info = await this.inspect(id);
-    return { exitCode: info?.exitCode ?? result.StatusCode ?? -1, oomKilled: info?.oomKilled ?? false };
+  }
+
+  /** Inspects every waitPollMs until the container is no longer running; ENGINE_UNREACHABLE when the engine is gone. */
+  private async pollUntilExited(id: string, abort: AbortSignal, signal: AbortSignal | undefined): Promise<undefined> {
+    for (;;) {
+      try {
+        await this.clock.sleep(this.waitPollMs, abort);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw err;
+      }
+      const info = await this.inspect(id);
+      if (!info) throw new StevedoreError('CONTAINER_VANISHED', `container ${id} does not exist (removed outside Stevedore?): its exit status is lost`);
+      if (!info.running && info.state !== 'created' && info.state !== 'restarting') return undefined;
+    }
   }
 
   /** Sends a signal to the container's main process; false when it is not running (or gone). */
