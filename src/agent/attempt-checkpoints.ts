@@ -199,7 +199,7 @@ export class AttemptCheckpoints {
 
   private committed(c: CommittedCheckpoint, bucket: string): void {
     const m = c.manifest;
-    this.journal.append({
+    this.journalUntilStored({
       timeMs: this.clock.now(),
       jobId: this.jobId,
       attempt: this.attempt,
@@ -220,5 +220,19 @@ export class AttemptCheckpoints {
     });
     this.log.info({ checkpointId: m.checkpointId, step: m.step, bytes: m.totalBytes, uploaded: m.uploadedBytes, timeToCommitMs: c.timeToCommitMs, bucket }, 'checkpoint committed');
     this.note(`checkpoint ${m.checkpointId} committed to ${c.manifestUrl.replace(/\/_stevedore\/manifest\.json$/, '/')} (${formatBytes(m.totalBytes)}, ${formatBytes(m.uploadedBytes)} uploaded, ${c.timeToCommitMs} ms after its last byte)`);
+  }
+
+  /**
+   * Journals a commit event; while the state directory cannot take it (full,
+   * read-only), tries again every second, so that the coordinator hears of every
+   * committed checkpoint once the directory has room again.
+   */
+  private journalUntilStored(event: Parameters<EventJournal['append']>[0]): void {
+    try {
+      this.journal.append(event);
+    } catch (err) {
+      this.log.error({ err }, 'a committed checkpoint could not be journaled (the state directory is not writable); trying again every second');
+      this.clock.setTimeout(() => this.journalUntilStored(event), 1000);
+    }
   }
 }

@@ -303,7 +303,14 @@ export class EventJournal {
       this.logger.warn({ ackedEventId: upToEventId, lastEventId: this.last }, 'the coordinator acknowledged events this journal never wrote (was the journal replaced?); new events continue after its ack');
     }
     const last = Math.max(this.last, upToEventId);
-    writeFileAtomic(this.ackFile, `${JSON.stringify({ ackedEventId: upToEventId, lastEventId: last })}\n`, 0o600);
+    try {
+      writeFileAtomic(this.ackFile, `${JSON.stringify({ ackedEventId: upToEventId, lastEventId: last })}\n`, 0o600);
+    } catch (err) {
+      // Nothing is lost: the events stay pending here, and the coordinator's next ack tries again
+      // (after a restart they are sent again and the coordinator drops what it holds).
+      this.logger.error({ err, file: this.ackFile }, 'cannot record the coordinator\'s acknowledgement in the state directory (full or read-only?); the events stay pending until it can');
+      return;
+    }
     this.acked = upToEventId;
     this.last = last;
     let dropped = 0;
@@ -325,6 +332,10 @@ export class EventJournal {
     this.closeFd();
     try {
       writeFileAtomic(this.eventsFile, text, 0o600);
+    } catch (err) {
+      // The journal as it was stays in place (the rewrite goes to a temporary file first); compact later.
+      this.logger.warn({ err, file: this.eventsFile }, 'cannot compact the event journal now (state directory full or read-only?); it stays as it is');
+      return;
     } finally {
       this.fd = fs.openSync(this.eventsFile, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
     }

@@ -7,6 +7,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readSync, writeSync } from '
 import path from 'node:path';
 import { timestampKey } from '../engine/log-stream.ts';
 import type { Clock, Timer } from '../util/clock.ts';
+import type { Logger } from '../util/logger.ts';
 import type { EventJournal } from './event-journal.ts';
 
 export interface CapturedLine {
@@ -33,7 +34,14 @@ export interface JobLogOptions {
   journalCursor: string | undefined;
   /** Called after each batch is journaled, with its cursor, to persist it. */
   onJournaled: (cursor: string) => void;
+  /** Where a state directory that cannot take the log (full, read-only) is reported; lines are kept and tried again. */
+  logger?: Logger;
 }
+
+/** Lines held while the journal cannot take them; past this, they are counted and left to the file. */
+const MAX_HELD_LINES = 20_000;
+/** How often a batch the journal refused is tried again. */
+const RETRY_MS = 1000;
 
 export class JobLog {
   readonly file: string;
@@ -42,6 +50,9 @@ export class JobLog {
   private batchCursor: string | undefined;
   private timer: Timer | undefined;
   private withheld = 0;
+  /** The journal refused the last batch: flush from the retry timer only, until it takes one. */
+  private failing = false;
+  private fileFailing = false;
   private fileCursor: bigint | undefined;
   private journalCursor: bigint | undefined;
   private readonly opts: JobLogOptions;
@@ -68,15 +79,22 @@ export class JobLog {
     const text = line.text.length > MAX_LINE_CHARS ? `${line.text.slice(0, MAX_LINE_CHARS)} [line cut at ${MAX_LINE_CHARS} characters]` : line.text;
     if (key === undefined || this.fileCursor === undefined || key > this.fileCursor) {
       const stamp = line.timestamp || new Date(line.timeMs).toISOString();
-      writeSync(this.fd, `${stamp} ${line.stream} ${text}\n`);
-      if (key !== undefined) this.fileCursor = key;
+      try {
+        writeSync(this.fd, `${stamp} ${line.stream} ${text}\n`);
+        if (key !== undefined) this.fileCursor = key;
+        this.fileFailing = false;
+      } catch (err) {
+        // The host copy misses this line; the journal still gets it. Reported once per failing stretch.
+        if (!this.fileFailing) this.opts.logger?.error({ err, file: this.file }, 'cannot write to the job\'s log file: free space or fix permissions of the state directory; lines still go to the coordinator');
+        this.fileFailing = true;
+      }
     }
     if (key !== undefined && this.journalCursor !== undefined && key <= this.journalCursor) return;
     if (key !== undefined) {
       this.journalCursor = key;
       this.batchCursor = line.timestamp;
     }
-    if (this.opts.journal.pendingBytes > MAX_PENDING_JOURNAL_BYTES) {
+    if (this.opts.journal.pendingBytes > MAX_PENDING_JOURNAL_BYTES || this.batch.length >= MAX_HELD_LINES) {
       this.withheld++;
       return;
     }
@@ -85,8 +103,8 @@ export class JobLog {
       this.withheld = 0;
     }
     this.batch.push({ timeMs: line.timeMs, stream: line.stream, text });
-    if (this.batch.length >= MAX_BATCH_LINES) this.flush();
-    else this.timer ??= this.opts.clock.setTimeout(() => this.flush(), FLUSH_MS);
+    if (this.batch.length >= MAX_BATCH_LINES && !this.failing) this.flush();
+    else this.timer ??= this.opts.clock.setTimeout(() => this.flush(), this.failing ? RETRY_MS : FLUSH_MS);
   }
 
   /** The agent's own note in the job's log (pull progress, start failures). */
@@ -103,12 +121,33 @@ export class JobLog {
     this.batch = [];
     this.batchCursor = undefined;
     const { journal, clock, jobId, attempt } = this.opts;
-    journal.append({ timeMs: clock.now(), jobId, attempt, body: { logs: { lines, ...(cursor ? { cursor } : {}) } } });
-    if (cursor) this.opts.onJournaled(cursor);
+    try {
+      journal.append({ timeMs: clock.now(), jobId, attempt, body: { logs: { lines, ...(cursor ? { cursor } : {}) } } });
+    } catch (err) {
+      // Keep the lines (before any that came since) and try again: nothing is lost while the state directory is full.
+      this.batch = [...lines, ...this.batch];
+      this.batchCursor ??= cursor;
+      if (!this.failing) this.opts.logger?.error({ err }, 'job log lines could not be journaled (the state directory is not writable); keeping them and trying again every second');
+      this.failing = true;
+      if (this.fd >= 0) this.timer ??= clock.setTimeout(() => this.flush(), RETRY_MS);
+      return;
+    }
+    if (this.failing) this.opts.logger?.info({ jobId, attempt }, 'job log lines journaled again');
+    this.failing = false;
+    if (cursor) {
+      try {
+        this.opts.onJournaled(cursor);
+      } catch (err) {
+        // Only the resume point is stale: a restart before the next save may send the lines since then again.
+        this.opts.logger?.warn({ err }, 'the job log\'s cursor could not be saved');
+      }
+    }
   }
 
   close(): void {
     this.flush();
+    this.timer?.cancel();
+    this.timer = undefined;
     if (this.fd >= 0) {
       closeSync(this.fd);
       this.fd = -1;
