@@ -38,6 +38,11 @@ export interface TestEngineOptions {
   log?: (message: string) => void;
   /** How long the daemon may take to answer /_ping. Default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * Start the daemon with --live-restore, so that containers survive its restart. Default false:
+   * containers stop with the daemon, as with a default Docker install.
+   */
+  liveRestore?: boolean;
 }
 
 export interface TestEngine {
@@ -48,6 +53,12 @@ export interface TestEngine {
   gpuRecordPath: string;
   /** Releases this run's lease; the last one out stops the daemon. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Stops the daemon (SIGTERM) and starts it again on the same socket and data root, as an
+   * operator's `systemctl restart docker` does. For a daemon of a private baseDir only: other
+   * runs share the default one.
+   */
+  restart(): Promise<void>;
 }
 
 /** The per-user directory of the test daemon. Kept short: unix socket paths are limited to 107 bytes. */
@@ -262,7 +273,7 @@ function logTail(file: string, lines = 30): string {
   }
 }
 
-async function startDaemon(l: Layout, readyTimeoutMs: number, log: (m: string) => void): Promise<void> {
+async function startDaemon(l: Layout, readyTimeoutMs: number, log: (m: string) => void, liveRestore = false): Promise<void> {
   const dockerd = findOnPath('dockerd');
   if (dockerd === undefined) throw new Error('dockerd is not installed: install docker.io');
   for (const dir of [l.dataRoot, l.execRoot]) mkdirSync(dir, { recursive: true });
@@ -286,6 +297,7 @@ async function startDaemon(l: Layout, readyTimeoutMs: number, log: (m: string) =
     '--containerd-namespace', 'stevedore-test',
     '--containerd-plugins-namespace', 'stevedore-test-plugins',
     '--shutdown-timeout', '5',
+    ...(liveRestore ? ['--live-restore'] : []),
   ];
   log(`starting dockerd: ${dockerd} ${args.join(' ')}`);
   const child = spawn(dockerd, args, { env, detached: true, stdio: ['ignore', logFd, logFd] });
@@ -299,7 +311,7 @@ async function startDaemon(l: Layout, readyTimeoutMs: number, log: (m: string) =
   while (Date.now() - started < readyTimeoutMs) {
     if (exited !== undefined) break;
     if (await pingSocket(l.socketPath, 1000)) {
-      writeFileSync(l.configFile, JSON.stringify({ hookDir: HOOK_DIR, gpuRecordPath: l.gpuRecordPath }) + '\n');
+      writeFileSync(l.configFile, JSON.stringify({ hookDir: HOOK_DIR, gpuRecordPath: l.gpuRecordPath, liveRestore }) + '\n');
       log(`dockerd ready in ${Date.now() - started} ms`);
       return;
     }
@@ -313,10 +325,10 @@ async function startDaemon(l: Layout, readyTimeoutMs: number, log: (m: string) =
   );
 }
 
-function reusable(l: Layout): boolean {
+function reusable(l: Layout, liveRestore: boolean): boolean {
   try {
-    const config = JSON.parse(readFileSync(l.configFile, 'utf8')) as { hookDir?: string };
-    return config.hookDir === HOOK_DIR;
+    const config = JSON.parse(readFileSync(l.configFile, 'utf8')) as { hookDir?: string; liveRestore?: boolean };
+    return config.hookDir === HOOK_DIR && (config.liveRestore ?? false) === liveRestore;
   } catch {
     return false;
   }
@@ -344,7 +356,7 @@ export async function startTestEngine(opts: TestEngineOptions = {}): Promise<Tes
     const others = liveLeases(l.leaseDir);
     const pid = daemonPid(l);
     const healthy = pid !== undefined && (await pingSocket(l.socketPath));
-    if (healthy && reusable(l)) {
+    if (healthy && reusable(l, opts.liveRestore ?? false)) {
       log(`using the running dockerd (pid ${pid}) at ${l.socketPath}`);
     } else if (healthy && others.length > 0) {
       throw new Error(
@@ -353,7 +365,7 @@ export async function startTestEngine(opts: TestEngineOptions = {}): Promise<Tes
     } else {
       if (pid !== undefined) log(`dockerd (pid ${pid}) from an earlier run is ${healthy ? 'from another checkout' : 'not answering'}: restarting it`);
       await stopDaemon(l, log);
-      await startDaemon(l, opts.readyTimeoutMs ?? 60_000, log);
+      await startDaemon(l, opts.readyTimeoutMs ?? 60_000, log, opts.liveRestore ?? false);
     }
     if (others.length === 0) await removeAllContainers(l.socketPath);
     writeFileSync(lease, String(process.pid));
@@ -364,6 +376,12 @@ export async function startTestEngine(opts: TestEngineOptions = {}): Promise<Tes
     socketPath: l.socketPath,
     dockerHost: `unix://${l.socketPath}`,
     gpuRecordPath: l.gpuRecordPath,
+    restart(): Promise<void> {
+      return withLock(l.lockDir, async () => {
+        await stopDaemon(l, log);
+        await startDaemon(l, opts.readyTimeoutMs ?? 60_000, log, opts.liveRestore ?? false);
+      });
+    },
     stop(): Promise<void> {
       stopped ??= withLock(l.lockDir, async () => {
         rmSync(lease, { force: true });
