@@ -245,11 +245,16 @@ interface FileContext {
 
 /** Downloads one file to `dest` and checks its size and digests against the manifest. */
 async function downloadFile(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
-  if (file.parts !== undefined && file.partSize !== undefined) await downloadParts(ctx, file, file.partSize, file.parts, dest);
-  else if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
-  else await downloadSmall(ctx, file, dest);
+  if (file.parts !== undefined && file.partSize !== undefined) {
+    // A small one-part file: one GET held in memory, without a HEAD first (its one digest is the whole file's).
+    if (file.parts.length === 1 && file.size <= SMALL_FILE_BYTES) await downloadSmall(ctx, file, dest, file.parts[0] ?? '');
+    else await downloadParts(ctx, file, file.partSize, file.parts, dest);
+  } else if (file.size > ctx.rangeBytes) await downloadRanges(ctx, file, dest);
+  else await downloadSmall(ctx, file, dest, file.sha256 ?? '');
 }
 
+/** One-part files up to this size are fetched into memory in one GET; larger ones are streamed to disk. */
+const SMALL_FILE_BYTES = 4 * 1024 * 1024;
 /** Attempts per part whose response body fails midway (the store itself retries a request that fails before its body). */
 const PART_ATTEMPTS = 5;
 /** Received bytes gathered before one positioned write. */
@@ -267,11 +272,6 @@ async function downloadParts(ctx: FileContext, file: ManifestFile, partSize: num
   if (info.size !== file.size) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${info.size} bytes, the manifest lists ${file.size}`);
   const fh = await fsp.open(dest, 'wx', 0o644);
   try {
-    if (file.size === 0) {
-      // No byte range can be asked of an empty object: its one digest is that of no bytes.
-      verifyPart(file, 0, digests, createHash('sha256').digest('hex'), { start: 0, end: -1 });
-      return;
-    }
     if (digests.length > 1) await fh.truncate(file.size);
     // The shared semaphore bounds the requests; this bound only keeps idle waiters few.
     await mapConcurrent(digests, digests.length, (_digest, index) => ctx.semaphore.run(() => fetchPart(ctx, file, fh, partRange(file.size, partSize, index), index, digests)));
@@ -346,9 +346,10 @@ function verifyPart(file: ManifestFile, index: number, digests: string[], sha256
 
 /**
  * A file of at most one range: one GET of exactly the listed bytes (the store
- * retries a response cut off midway), checked in memory, then written.
+ * retries a response cut off midway), checked in memory against its SHA-256,
+ * then written.
  */
-async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string): Promise<void> {
+async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string, sha256: string): Promise<void> {
   const data = await ctx.semaphore.run(async () => {
     ctx.signal.throwIfAborted();
     if (file.size === 0) {
@@ -358,9 +359,9 @@ async function downloadSmall(ctx: FileContext, file: ManifestFile, dest: string)
       if (info.size !== 0) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${info.size} bytes, the manifest lists 0`);
       return Buffer.alloc(0);
     }
-    return ctx.store.getObject(file.key, { range: { start: 0, end: file.size - 1 }, signal: ctx.signal });
+    return ctx.store.getObject(file.key, { range: { start: 0, end: file.size - 1 }, verifiedByCaller: true, signal: ctx.signal });
   });
-  verify(file, data.length, createHash('sha256').update(data).digest('hex'));
+  verify(file, data.length, createHash('sha256').update(data).digest('hex'), sha256);
   const fh = await fsp.open(dest, 'wx', 0o644);
   try {
     await writeAll(fh, data, 0);
@@ -410,12 +411,12 @@ async function downloadRanges(ctx: FileContext, file: ManifestFile, dest: string
     bytes += (chunk as Buffer).length;
     hash.update(chunk as Buffer);
   }
-  verify(file, bytes, hash.digest('hex'));
+  verify(file, bytes, hash.digest('hex'), file.sha256 ?? '');
 }
 
-function verify(file: ManifestFile, bytes: number, sha256: string): void {
+function verify(file: ManifestFile, bytes: number, sha256: string, listed: string): void {
   if (bytes !== file.size) throw new NotRestorable(`object ${file.key} for ${file.path} holds ${bytes} bytes, the manifest lists ${file.size}`);
-  if (sha256 !== file.sha256) throw new NotRestorable(`object ${file.key} for ${file.path} has SHA-256 ${sha256}, the manifest lists ${file.sha256}`);
+  if (sha256 !== listed) throw new NotRestorable(`object ${file.key} for ${file.path} has SHA-256 ${sha256}, the manifest lists ${listed}`);
 }
 
 /**
