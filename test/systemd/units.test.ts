@@ -1,12 +1,17 @@
 // The systemd units as an operator meets them: systemd's own checker accepts
 // them without a word, and they say what the agent needs (notify, a stop
 // timeout that fits the drain, Docker as a soft dependency, a sandbox that
-// leaves the state directory and the GPUs reachable).
+// leaves the state directory and the GPUs reachable), and the coordinator
+// starts on mutual TLS from the files `stevedore certs` makes.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { CONFIG_DEFAULTS, DEFAULT_CONFIG_FILE } from '../../src/agent/agent-config.ts';
+import { ControlClient } from '../../src/client/control-client.ts';
+import { CA_FILES, createCa, issueCertificate, leafFiles } from '../../src/security/certs.ts';
+import { startCli } from '../client/run-cli.ts';
+import { eventually } from '../coordinator/fake-agent.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const UNIT_SRC = path.join(REPO, 'systemd');
@@ -195,6 +200,78 @@ void t.test('the coordinator unit', (t) => {
   t.equal(value(unit, 'Service', 'Restart'), 'on-failure');
   t.ok(words(unit, 'Unit', 'After').includes('network-online.target'));
   t.end();
+});
+
+/** The coordinator unit's credentials: id -> source path. */
+function credentials(unit: Unit): Map<string, string> {
+  return new Map((unit.get('Service')?.get('LoadCredential') ?? []).map((v) => {
+    const colon = v.indexOf(':');
+    return [v.slice(0, colon), v.slice(colon + 1)];
+  }));
+}
+
+/** The value after `flag` in ExecStart. */
+function flagValue(exec: string[], flag: string): string | undefined {
+  const i = exec.indexOf(flag);
+  return i < 0 ? undefined : exec[i + 1];
+}
+
+/** Where `stevedore certs ca --out /etc/stevedore/pki` and `certs coordinator --ca /etc/stevedore/pki --out /etc/stevedore/pki` (scripts/install.sh) write. */
+const PKI = '/etc/stevedore/pki';
+
+void t.test('the coordinator unit serves TLS by default, with the files stevedore certs makes handed in as credentials', (t) => {
+  const unit = readUnit('stevedore-coordinator.service');
+  const creds = credentials(unit);
+  const coordinatorFiles = leafFiles(PKI, 'coordinator');
+  t.same(Object.fromEntries(creds), {
+    ca: path.join(PKI, CA_FILES.cert),
+    cert: coordinatorFiles.cert,
+    key: coordinatorFiles.key,
+    'join-secret': path.join(PKI, CA_FILES.joinSecret),
+  }, 'the CA certificate, the coordinator\'s certificate and key, the join secret; never the CA key');
+  t.notOk([...creds.values()].includes(path.join(PKI, CA_FILES.key)), 'the CA key stays out of the service');
+
+  const exec = value(unit, 'Service', 'ExecStart')?.split(/\s+/) ?? [];
+  t.same(
+    { ca: flagValue(exec, '--tls-ca'), cert: flagValue(exec, '--tls-cert'), key: flagValue(exec, '--tls-key'), joinSecret: flagValue(exec, '--join-secret') },
+    { ca: '%d/ca', cert: '%d/cert', key: '%d/key', joinSecret: '%d/join-secret' },
+    'each flag names its credential in the credentials directory (%d)',
+  );
+  t.notOk(exec.includes('--insecure'), 'no plaintext by default');
+  t.equal(exec.at(-1), '$STEVEDORE_COORDINATOR_OPTS', "the environment file's flags come last and win");
+  t.end();
+});
+
+void t.test("the coordinator starts with the unit's arguments and the install's files in a credentials directory, and an operator reaches it", async (t) => {
+  const dir = t.testdir();
+  // /etc/stevedore/pki as scripts/install.sh makes it, under a temporary root.
+  const pki = path.join(dir, 'root', PKI);
+  await createCa(pki);
+  await issueCertificate({ caDir: pki, kind: 'coordinator', name: 'coord.example.com', hosts: ['coord.example.com', '127.0.0.1'], outDir: pki });
+  const operator = await issueCertificate({ caDir: pki, kind: 'operator', name: 'alice', outDir: path.join(dir, 'alice') });
+  // What systemd does at start: a copy of each credential in %d.
+  const credDir = path.join(dir, 'credentials');
+  mkdirSync(credDir);
+  const unit = readUnit('stevedore-coordinator.service');
+  for (const [id, source] of credentials(unit)) copyFileSync(path.join(dir, 'root', source), path.join(credDir, id));
+
+  const exec = (value(unit, 'Service', 'ExecStart') ?? '').split(/\s+/);
+  const args = exec.slice(exec.indexOf(ENTRY) + 1)
+    .filter((a) => a !== '$STEVEDORE_COORDINATOR_OPTS')
+    .map((a) => a.replace(/^%d\//, `${credDir}/`));
+  // As coordinator.env would: a port and a database of the test's own.
+  const cli = startCli([...args, '--listen', '127.0.0.1:0', '--db', path.join(dir, 'coordinator.db'), '--metrics-listen', 'off']);
+  t.teardown(() => { if (cli.child.exitCode === null) cli.child.kill('SIGKILL'); });
+  const address = (await eventually(() => /listening on (127\.0\.0\.1:\d+)/.exec(cli.stdout()) ?? undefined, 15_000))[1] ?? '';
+
+  const client = new ControlClient({ address, tls: { ca: operator.ca, cert: operator.cert, key: operator.key } });
+  t.same(await client.listNodes(), [], 'mutual TLS with an operator certificate from the same CA');
+  client.close();
+  const plain = new ControlClient({ address });
+  await t.rejects(plain.listNodes(), 'plaintext is refused');
+  plain.close();
+  cli.child.kill('SIGTERM');
+  t.equal((await cli.result).code, 0);
 });
 
 void t.test('systemd-analyze security rates the coordinator sandbox OK', (t) => {
