@@ -815,6 +815,7 @@ export class Engine {
         this.goneAt.set(`${attempt.jobId}#${attempt.attempt}`, ++this.sequence);
         this.requeueAfterPreemption(job, attempt, `${message} on ${attempt.nodeId}`);
       }
+      else if (ex.error && NEVER_RETRIED.has(ex.error.code)) this.setJob(job, 'failed', `${message}; placing it again cannot help (${ex.error.code})`);
       else this.requeueAfterFailure(job, ex.exitCode, message);
     }
     this.logger.info({ jobId: job.jobId, attempt: attempt.attempt, state, exitCode: ex.exitCode }, 'attempt ended');
@@ -892,7 +893,7 @@ export class Engine {
       return;
     }
     this.logger.warn(fields, 'node is going away: preemption notice; it takes no new job');
-    const deadline = new Date(n.deadlineMs).toISOString();
+    const deadline = formatTime(n.deadlineMs);
     for (const a of this.store.activeAttemptsOnNode(node.nodeId)) {
       this.setJobMessage(a.jobId, `node ${node.nodeId} is going away (${n.source} ${n.kind || 'notice'}, deadline ${deadline}): attempt ${a.attempt} makes a final checkpoint, then the job is placed again`);
     }
@@ -1118,6 +1119,15 @@ export class Engine {
 }
 
 /** The job's restart policy; jobs stored before it existed have the defaults. */
+/** Refusals of the job itself: another attempt, on any node, gets the same answer, whatever the restart policy. */
+const NEVER_RETRIED: ReadonlySet<string> = new Set(['SPEC_INVALID', 'SPEC_FORBIDDEN']);
+
+/** An ISO time, or the raw number when it is outside what a Date can hold (a hostile or broken notice). */
+function formatTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `${ms} ms since the epoch` : d.toISOString();
+}
+
 export function restartPolicy(job: JobRecord): RestartPolicy {
   const stored: Partial<JobSpec> = job.spec;
   return stored.restart ?? DEFAULT_RESTART;

@@ -222,6 +222,20 @@ void t.test('failures: a retryable exit code is retried while failures are left;
   t.equal((await jobIn(s, plain.jobId, 'failed')).message, 'exited with code 75', 'the default policy retries nothing');
 });
 
+void t.test('an attempt the node refused as forbidden or invalid fails the job, even when its exit code is retryable', async (t) => {
+  const s = await setup(t);
+  const a = s.agent('node-a');
+  await a.register({ gpus: 2 });
+  for (const code of ['SPEC_FORBIDDEN', 'SPEC_INVALID']) {
+    const job = await s.client.submitJob(spec(`refused-${code.toLowerCase().replace("_", "-")}`, 1, { restart: { ...RESTART, maxFailures: 5, retryableExitCodes: [-1] } }));
+    await a.takeStart();
+    await a.event(job.jobId, 1, { exited: { state: 'ATTEMPT_STATE_FAILED', exitCode: -1, error: { code, message: 'capabilities: SYS_ADMIN is not allowed on this node' } } });
+    const failed = await jobIn(s, job.jobId, 'failed');
+    t.match(failed.message, `placing it again cannot help (${code})`, `${code} is not retried`);
+    t.equal(failed.attempts.length, 1);
+  }
+});
+
 void t.test('a job being cancelled whose attempt is preempted ends cancelled, not re-queued', async (t) => {
   const s = await setup(t);
   const a = s.agent('node-a');
