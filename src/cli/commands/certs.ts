@@ -73,7 +73,7 @@ export function registerCerts(program: Command): void {
     .option('--force', 'replace an existing CA (every certificate it signed stops working)')
     .option('--json', 'print the files as JSON')
     .action(async (flags: Common & { name: string }) => {
-      const out = need(flags.out, '--out', '--out /etc/stevedore/ca');
+      const out = need(flags.out, '--out', '--out /etc/stevedore/pki');
       const { createCa } = await import('../../security/certs.ts');
       const result = await createCa(out, { name: flags.name, ...(days(flags.days) !== undefined && { validityDays: days(flags.days)! }), force: flags.force ?? false });
       if (flags.json) {
@@ -104,7 +104,7 @@ export function registerCerts(program: Command): void {
       const hosts = flags.host.split(',').map((h) => h.trim()).filter((h) => h !== '');
       if (hosts.length === 0) throw new UsageError('--host needs at least one host name or IP address, such as --host coord.example.com,10.0.0.5');
       const issued = await issueCertificate({
-        caDir: need(flags.ca, '--ca', '--ca /etc/stevedore/ca'), kind: 'coordinator', name: hosts[0]!, hosts, outDir: need(flags.out, '--out', '--out /etc/stevedore/tls'),
+        caDir: need(flags.ca, '--ca', '--ca /etc/stevedore/pki'), kind: 'coordinator', name: hosts[0]!, hosts, outDir: need(flags.out, '--out', '--out /etc/stevedore/pki'),
         ...(days(flags.days) !== undefined && { validityDays: days(flags.days)! }), force: flags.force ?? false,
       });
       report(flags, 'coordinator certificate', issued, { hosts: hosts.join(', ') });
@@ -115,14 +115,14 @@ export function registerCerts(program: Command): void {
     .description('a node\'s client certificate (node.pem, node-key.pem) naming its node id, and its join token (join-token 0600)')
     .argument('[node-id]', 'node- and 12 hex digits; left out: a new id')
     .requiredOption('--ca <dir>', 'the CA directory (certs ca)')
-    .requiredOption('--out <dir>', 'directory for the files, copied to the node (such as /etc/stevedore/tls)')
+    .requiredOption('--out <dir>', 'directory for the files, copied to the node (such as /etc/stevedore/pki)')
     .option('--join-secret <file>', 'join secret for the token (default: the CA directory\'s join-secret)')
     .option('--days <n>', 'validity in days (default 365)')
     .option('--force', 'replace existing files')
     .option('--json', 'print the files as JSON')
     .action(async (nodeIdArg: string | undefined, flags: Common & { joinSecret?: string }) => {
       const nodeId = nodeIdArg ?? `node-${randomBytes(6).toString('hex')}`;
-      const caDir = need(flags.ca, '--ca', '--ca /etc/stevedore/ca');
+      const caDir = need(flags.ca, '--ca', '--ca /etc/stevedore/pki');
       const outDir = need(flags.out, '--out', '--out ./node-tls');
       // The token first: a missing join secret fails before any file is written.
       const secretFile = joinSecretFile({ ...flags, ca: caDir });
@@ -145,7 +145,7 @@ export function registerCerts(program: Command): void {
     .option('--json', 'print the files as JSON')
     .action(async (name: string, flags: Common) => {
       const issued = await issueCertificate({
-        caDir: need(flags.ca, '--ca', '--ca /etc/stevedore/ca'), kind: 'operator', name, outDir: flags.out ?? defaultOperatorTlsDir(),
+        caDir: need(flags.ca, '--ca', '--ca /etc/stevedore/pki'), kind: 'operator', name, outDir: flags.out ?? defaultOperatorTlsDir(),
         ...(days(flags.days) !== undefined && { validityDays: days(flags.days)! }), force: flags.force ?? false,
       });
       report(flags, 'operator certificate', issued);
