@@ -12,7 +12,7 @@ import { restoreNewest, type RestoreProgress } from '../checkpoint/restore.ts';
 import type { CheckpointSpec } from '../spec/job-spec.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { Clock } from '../util/clock.ts';
-import { asStevedoreError } from '../util/errors.ts';
+import { asStevedoreError, messageOf } from '../util/errors.ts';
 import { formatBytes } from '../util/size.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventJournal } from './event-journal.ts';
@@ -179,7 +179,10 @@ export class AttemptCheckpoints {
     } catch (err) {
       this.log.error({ err: asStevedoreError(err, 'INTERNAL', 'final checkpoint upload') }, 'the last checkpoints could not all be made durable');
     } finally {
+      const uploader = this.uploader;
       await this.close();
+      // Nothing of this attempt uploads any more: no multipart upload is left open behind it.
+      await uploader?.sweepOpenUploads().catch((err: unknown) => this.log.warn({ err: messageOf(err) }, 'multipart uploads left open under the destination could not all be aborted; the next attempt\'s start aborts them'));
     }
   }
 

@@ -484,6 +484,24 @@ export class CheckpointUploader {
     return this.newestSessionCommit();
   }
 
+  /**
+   * After close(), once the attempt's last checkpoints are settled: aborts every
+   * multipart upload still open under the prefix. Some are unknown to this
+   * uploader (a CreateMultipartUpload whose answer was lost made the server open
+   * one the client never heard of) and some aborts failed at close(). Returns how
+   * many were aborted; S3 failures are retried for up to 30 s, then thrown.
+   */
+  async sweepOpenUploads(): Promise<number> {
+    const signal = AbortSignal.timeout(30_000);
+    const head = this.prefix === '' ? '' : `${this.prefix}/`;
+    const open = await this.s3('list the multipart uploads', head, signal, () => this.store.listMultipartUploads(head, { signal }));
+    for (const upload of open) {
+      await this.s3('abort a leftover multipart upload', upload.key, signal, () => this.store.abortMultipartUpload(upload.key, upload.uploadId, { signal }));
+    }
+    if (open.length > 0) this.log.info({ aborted: open.length }, `aborted ${open.length} multipart upload(s) left open under s3://${this.store.bucket}/${head}`);
+    return open.length;
+  }
+
   /** Stops all work; multipart uploads in flight are aborted. Safe to call twice. */
   close(): Promise<void> {
     this.closed ??= this.doClose();

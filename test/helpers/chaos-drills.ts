@@ -455,6 +455,8 @@ export async function engineRestartDrill(env: DrillEnv, o: EngineRestartOptions)
   } finally {
     await world?.close();
     await own.stop();
+    // A daemon with live-restore leaves its data root's propagation mount behind when it stops.
+    if (o.liveRestore) await unmount(path.join(baseDir, 'data'));
   }
 }
 
