@@ -264,6 +264,7 @@ export class Engine {
    */
   private flushSoon(): void {
     this.flushPending = false;
+    if (this.store.isClosed) return; // shut down in this turn: close() flushed what there was
     this.runSchedulePass();
     if (this.syncing || this.durableWaiters.length === 0) return;
     const waiters = this.durableWaiters;

@@ -528,8 +528,13 @@ export class Store {
    * replies to Control calls; commands) before the flush that covers it.
    */
   flushWal(callback: (err: Error | null) => void): void {
+    // A flush asked for in the turn the store was closed finds it closed: closing flushed everything.
+    if (this.closed) {
+      callback(null);
+      return;
+    }
     const target = this.changes();
-    if (this.closed || target === this.syncedChanges) {
+    if (target === this.syncedChanges) {
       callback(null);
       return;
     }
@@ -581,6 +586,10 @@ export class Store {
   private changes(): number {
     const r = this.totalChanges.get() as Row | undefined;
     return num(r?.n);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {
