@@ -230,6 +230,7 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
         },
       ],
       plots,
+      notes: COORDINATOR_SCALE_NOTES,
     };
   } finally {
     await Promise.all(fleets.map((f) => f.stop()));
@@ -242,3 +243,9 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
     rmSync(dir, { recursive: true, force: true });
   }
 };
+
+const COORDINATOR_SCALE_NOTES = [
+  'The coordinator\'s own CPU per phase is what the "one core" target measures. The latencies are measured at the callers, on the same 2 cores as the coordinator, the light agents\' processes, the callers and the machine\'s other work: "waiting for a CPU" is how long the coordinator was ready to run with no core free. When it is above a few tenths of a second per second (and the load average is well above the 2 cores), most of a command\'s latency is that wait, not the coordinator\'s work, and the 100 ms target is not judged fairly on this machine.',
+  '',
+  'Every Control reply, reads included, and every acknowledgement to an agent goes out only once the commits made before it are on disk. The commits are flushed together, in the background, once per turn of the event loop with at most one flush at a time (commit ea1fed6), so a reply waits for the flush under way and at most one more, not for a flush of its own; a slow disk shows in every latency of the run.',
+].join('\n');

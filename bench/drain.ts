@@ -218,7 +218,7 @@ export const drain: Benchmark = async (opts: BenchOptions): Promise<BenchResult>
       `A real coordinator and agent (processes) run the training stand-in (a step every ${p.stepSeconds} s, a ${size} checkpoint every ${p.checkpointEvery} steps, from /dev/urandom) in a container of the private Docker engine.`,
       `When the job starts writing its checkpoint, the stand-in GCP metadata server turns \`instance/preempted\` TRUE: power-off follows ${WINDOW_S} s later, and the agent keeps a ${SAFETY_MARGIN_S} s safety margin.`,
       "The margin is the notice's deadline minus the commit of the final checkpoint (the agent's drain report); the steps lost are the steps the job ran minus the final checkpoint's step.",
-      `The agent uploads with its defaults (16 MiB parts, 256 MiB upload memory) to s3rver in its own process; ${p.runs} run${p.runs === 1 ? '' : 's'}, each on a fresh node.`,
+      `The agent streams the checkpoint while it is written and uploads with its defaults (16 MiB parts, 256 MiB upload memory) to the benchmark S3 sink (bench/s3-sink.ts, which checks and discards the bytes) in a process of its own; ${p.runs} run${p.runs === 1 ? '' : 's'}, each on a fresh node.`,
     ].join(' '),
     cases: [
       {
@@ -244,5 +244,12 @@ export const drain: Benchmark = async (opts: BenchOptions): Promise<BenchResult>
       },
     ],
     plots,
+    notes: DRAIN_NOTES,
   };
 };
+
+const DRAIN_NOTES = [
+  'What sets the margin and the steps lost is first the job\'s own write ("checkpoint write time"): the agent can commit the final checkpoint only once the job has finished it (rule `dcp`: `.metadata` last). It streams the shards while they are written, so what the upload adds is the tail after the last byte. The training stand-in makes its bytes with `head -c` from /dev/urandom inside a container, which costs CPU on the 2 cores it shares with the agent, the coordinator, the sink and the machine\'s other work.',
+  '',
+  'When the write ends after the cutoff (the deadline minus the safety margin), the agent stops the container; the final checkpoint is then the one committed before the notice, if any (final step 0 when there was none), the margin counts as 0, and every step since that checkpoint is lost. A run can therefore miss both targets although the agent saw the notice at once ("notice seen after"): it never had a complete new checkpoint to commit.',
+].join('\n');

@@ -18,6 +18,7 @@ import { RCLONE_REMOTE, rcloneVersion, runRclone, type S3Credentials, type ToolR
 import { startS3Child } from './time-to-durable-s3.ts';
 import { CheckpointWriter, type WriteResult } from './time-to-durable-writer.ts';
 import { figure, percentile, ratio, type BenchCase, type BenchResult, type Benchmark, type BenchOptions, type Figure, type Subject } from './types.ts';
+import { missedNote } from './upload.ts';
 
 const MIB = 1024 * 1024;
 const BUCKET = 'ttd';
@@ -315,7 +316,7 @@ export const timeToDurable: Benchmark = async (opts: BenchOptions): Promise<Benc
     command: 'npm run bench -- --only time-to-durable',
     method: [
       `A trainer stand-in (its own process) writes each checkpoint in PyTorch DCP's layout at disk speed (median ${speed} MiB/s here): the shards in 8 MiB writes, then \`.metadata\` by rename; every block is unique, so nothing can be deduplicated.`,
-      `Time to durable runs from the rename of \`.metadata\` (the trainer's last byte) to the moment the checkpoint is durable in S3: for Stevedore, when its manifest is written (the agent's real watcher and uploader, default part size ${PART_SIZE / MIB} MiB and upload memory ${BUDGET / MIB} MiB);`,
+      `Time to durable runs from the rename of \`.metadata\` (the trainer's last byte) to the moment the checkpoint is durable in S3: for Stevedore, when its manifest is written (the agent's real watcher and uploader, default part size ${PART_SIZE / MIB} MiB, upload memory ${BUDGET / MIB} MiB and 4 transfers: a part of a file is read, hashed once (SHA-256) and sent as soon as the file has grown by a whole part; once the checkpoint is complete the tails go up, every file that was streamed while it grew is hashed again from the page cache to prove what S3 holds, and the manifest is written);`,
       `for "sync every 5 s", when the first \`rclone sync\` of the checkpoint directory that started after that moment ends (a sync starts every ${p.syncPeriodMs / 1000} s, or when the previous one ends if it took longer; \`--size-only\` because the sink keeps no modification times, so rclone would try to set them with a server-side copy the sink does not do, and every checkpoint is new files anyway);`,
       'for "upload after close", when `rclone copy` of the checkpoint, started at that moment, ends.',
       `All three upload to the same endpoint on loopback, in a process of its own: the benchmark S3 sink (bench/s3-sink.ts), which checks and discards the bytes, so that the clients' own costs show as they would against S3 with ample bandwidth (s3rver, which stores every byte, caps every client near 60 to 100 MB/s here and hides the difference); each subject has its own directory, and the subjects take turns checkpoint by checkpoint. The figure "time to durable" is the median (p50) over the checkpoints; "p95 time to durable" is the 95th percentile (nearest rank).`,
@@ -323,6 +324,14 @@ export const timeToDurable: Benchmark = async (opts: BenchOptions): Promise<Benc
     ].join(' '),
     cases,
     plots,
-    notes: undefined,
+    notes: missedNote(cases, TIME_TO_DURABLE_NOTES),
   };
 };
+
+const TIME_TO_DURABLE_NOTES = [
+  'Only the tail counts: the clock starts at the trainer\'s last byte (the rename of `.metadata`), so whatever Stevedore sent while the checkpoint was being written costs nothing here, and what is still to send at that moment is the time to durable. The share sent before the last byte is in the method.',
+  '',
+  'A trainer writes into the page cache, and the stand-in here does so at the speed given in the method, which is far above what an upload reaches on 2 cores (compare the upload benchmark\'s throughput). When the writer is faster than the link, the uploader can only send the parts the files have grown by, a few at a time, while the writer has already finished: nearly the whole checkpoint is tail, and the time to durable is about the checkpoint\'s size over the upload speed, plus the commit (the last parts, the second hash of every streamed file that proves its content, the completion of each multipart upload and the manifest). A p50 under 1 s for a 1 GiB checkpoint therefore needs an uploader and a link that move the whole checkpoint within that second, or a trainer that writes more slowly than the link, so that the tail is the last part or two.',
+  '',
+  'The sync every 5 s and the upload after close send the whole checkpoint after its last byte (the sync also waits for its next start), so their time to durable is the full upload; Stevedore\'s lead over them is what streaming saved, and it grows as the writer slows down relative to the link.',
+].join('\n');
