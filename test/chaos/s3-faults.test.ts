@@ -6,8 +6,8 @@ import { testEngineEnv } from '../helpers/engine.ts';
 
 const env = testEngineEnv();
 
-void t.test('checkpoints through an S3 endpoint failing 20% of requests, 10 s stalls included: all committed, none corrupt', async (t) => {
-  const result = await s3FaultDrill({ dockerHost: env.dockerHost, trainerImage: env.trainerImage }, { checkpoints: 3, seed: 3 });
+void t.test('checkpoints through an S3 endpoint failing 20% of requests, 2.5 s stalls included: all committed, none corrupt', async (t) => {
+  const result = await s3FaultDrill({ dockerHost: env.dockerHost, trainerImage: env.trainerImage }, { checkpoints: 3, everySteps: 12, stallMs: 2500, seed: 3 });
   for (const figure of result.figures) {
     t.comment(figureLine(figure));
     for (const outcome of figure.outcomes) t.equal(outcome.count, outcome.target ?? 0, `${figure.tried}: ${outcome.what}`);
