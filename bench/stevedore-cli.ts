@@ -4,8 +4,9 @@
 //   node bench/stevedore-cli.ts restore '{"endpoint":..., "targetDir": "/x/restored", ...}'
 // upload: the agent's CheckpointUploader uploads the complete checkpoint
 // directory and commits it (manifest last), with the agent's default part size
-// and upload memory. restore: restoreNewest downloads, verifies (SHA-256 of
-// every file) and moves the newest committed checkpoint into place.
+// and upload memory. restore: restoreNewest downloads, verifies (the SHA-256
+// of every part, as the manifest lists them) and moves the newest committed
+// checkpoint into place.
 // Prints one JSON line with what was done; exits 1 when nothing was committed
 // or restored.
 import fs from 'node:fs';

@@ -19,8 +19,9 @@ export interface S3EndpointConfig {
   accessKeyId: string | undefined;
   secretAccessKey: string | undefined;
   /**
-   * WHEN_SUPPORTED (the default) sends the SDK's CRC32 checksums with every upload and checks them on
-   * downloads; WHEN_REQUIRED only where S3 requires one, for servers that reject them (R2, Ceph RGW, older MinIO).
+   * WHEN_SUPPORTED (the default) sends a flexible checksum with every upload (the part's SHA-256 where the
+   * caller computed one, else the SDK's CRC32) and checks them on downloads; WHEN_REQUIRED only where S3
+   * requires one, for servers that reject them (R2, Ceph RGW, older MinIO).
    */
   checksumMode: ChecksumMode;
   /** Attempts per request, the first included (the SDK's standard retry mode); default 5. */
