@@ -11,8 +11,15 @@ import { v1 } from '../proto/load.ts';
 import { StevedoreError, messageOf } from '../util/errors.ts';
 import type { Logger } from '../util/logger.ts';
 
+/**
+ * The largest request the local API reads (1 MiB; its one request is empty):
+ * a bigger one is refused with RESOURCE_EXHAUSTED before it is decoded, and
+ * the socket goes on serving.
+ */
+export const LOCAL_API_MAX_REQUEST_BYTES = 1024 * 1024;
+
 export class LocalApi {
-  private readonly server = new grpc.Server();
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': LOCAL_API_MAX_REQUEST_BYTES });
   private readonly socketPath: string;
   private closed = false;
 

@@ -7,7 +7,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fetchAgentStatus, LocalApi } from '../../src/agent/local-api.ts';
+import * as grpc from '@grpc/grpc-js';
+import { fetchAgentStatus, LOCAL_API_MAX_REQUEST_BYTES, LocalApi } from '../../src/agent/local-api.ts';
 import { testLog } from '../helpers/test-log.ts';
 
 const NOBODY = 65534;
@@ -118,4 +119,22 @@ void t.test('a file that is not a socket is not deleted', async (t) => {
   const api = new LocalApi(socketPath, () => ({}), testLog('local-api-not-socket').logger);
   await t.rejects(api.start(undefined), { code: 'LOCAL_SOCKET_UNUSABLE', message: /exists and is not a socket; it was left as it is. Move it away, or choose another path with --socket/ });
   t.equal(readFileSync(socketPath, 'utf8'), 'precious data\n');
+});
+
+void t.test('a request over the size limit is refused with RESOURCE_EXHAUSTED and the socket goes on serving', async (t) => {
+  const socketPath = path.join(socketDir(t), 'agent.sock');
+  await startApi(t, socketPath);
+  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  // Raw bytes as the request body: the limit applies before the server decodes anything.
+  const ask = (bytes: number): Promise<grpc.ServiceError | null> =>
+    new Promise((resolve) => {
+      client.makeUnaryRequest('/stevedore.v1.AgentLocal/GetStatus', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(bytes, 0x0a), { deadline: Date.now() + 10000 }, (err) => resolve(err));
+    });
+  const oversized = await ask(LOCAL_API_MAX_REQUEST_BYTES + 1024);
+  t.equal(oversized?.code, grpc.status.RESOURCE_EXHAUSTED, `a ${LOCAL_API_MAX_REQUEST_BYTES + 1024}-byte request: ${oversized?.details ?? 'no error'}`);
+  t.equal((await fetchAgentStatus(socketPath)).nodeId, 'node-local-1', 'the socket still answers a status request');
+  const many = await Promise.all(Array.from({ length: 5 }, () => ask(4 * LOCAL_API_MAX_REQUEST_BYTES)));
+  t.same(many.map((e) => e?.code), Array(5).fill(grpc.status.RESOURCE_EXHAUSTED), 'several at once, four times the limit');
+  t.equal((await fetchAgentStatus(socketPath)).nodeId, 'node-local-1', 'and still answers after them');
 });
