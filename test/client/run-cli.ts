@@ -1,7 +1,9 @@
 // Runs the real `stevedore` executable as a child process, for CLI tests.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import path from 'node:path';
+import { testLogDir } from '../helpers/test-log.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const BIN = path.join(REPO_ROOT, 'bin', 'stevedore.js');
@@ -36,9 +38,27 @@ export function startProcess(command: string, args: string[], env: Record<string
   child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
   const result = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      keepStderr(command === process.execPath && args[0] === BIN ? `stevedore ${args[1] ?? ''}` : path.basename(command), code, stderr);
+      resolve({ code, stdout, stderr });
+    });
   });
   return { child, result, stdout: () => stdout };
+}
+
+/**
+ * Appends a run's stderr (error messages, logs) to `cli-stderr-<pid>.log` in the
+ * run's log directory, for the scan for secrets; headed by the command and its
+ * first argument only (arguments are not logs, and a test may pass a secret).
+ */
+function keepStderr(what: string, code: number | null, stderr: string): void {
+  if (stderr === '') return;
+  appendFileSync(cliStderrFile(), `--- ${what.trim()} (exit ${code ?? 'signal'})\n${stderr}${stderr.endsWith('\n') ? '' : '\n'}`);
+}
+
+/** The file each CLI run's stderr is appended to. */
+export function cliStderrFile(): string {
+  return path.join(testLogDir(), `cli-stderr-${process.pid}.log`);
 }
 
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
