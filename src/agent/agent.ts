@@ -471,6 +471,12 @@ export class Agent {
 
   /** The coordinator holds every event up to `upTo`: ended attempts can go. */
   private onEventsAcked(upTo: number): void {
+    // Past its own last id the journal follows an ack (a replaced state directory), but ids beyond
+    // 2^53 are no longer exact: every later event would share one id and all but the first be lost.
+    if (upTo > MAX_ACKED_EVENT_ID && upTo > this.journal.lastEventId) {
+      this.logger.error({ ackedEventId: upTo, lastEventId: this.journal.lastEventId }, `the coordinator acknowledged event ${upTo}, beyond any id this agent could assign (at most 2^52); ignored: check the coordinator's database (events table) for this node`);
+      return;
+    }
     this.journal.ack(upTo);
     const done = this.ledger.all().filter((r) => isTerminal(r.state) && r.exitEventId > 0 && r.exitEventId <= this.journal.ackedEventId);
     for (const record of done) {
@@ -550,6 +556,9 @@ export class Agent {
 function attemptStatus(r: AttemptRecord): { jobId: string; attempt: number; state: ReturnType<typeof toWireState>; gpuUuids: string[]; containerId: string } {
   return { jobId: r.jobId, attempt: r.attempt, state: toWireState(r.state), gpuUuids: r.gpuUuids, containerId: r.containerId };
 }
+
+/** The highest acknowledgement taken beyond the journal's own last id: room for 2^52 more events before ids stop being exact. */
+const MAX_ACKED_EVENT_ID = 2 ** 52;
 
 /** How long /readyz waits for the engine's answer to a ping. */
 const READY_PING_TIMEOUT_MS = 2000;
