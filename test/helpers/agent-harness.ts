@@ -1,7 +1,7 @@
 // An agent in-process against the real test engine, driven by a scripted
 // coordinator (test/helpers/fake-coordinator.ts), for agent tests.
 import type { Test } from 'tap';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
@@ -12,13 +12,18 @@ import { validateJobSpec, type JobSpec } from '../../src/spec/job-spec.ts';
 import { testLog, type TestLog } from './test-log.ts';
 import { testEngineEnv } from './engine.ts';
 import { FakeCoordinator } from './fake-coordinator.ts';
+import { dumpJournal } from './cluster.ts';
 import { writeFakeNvidiaSmi } from './fake-gpus.ts';
 
 export interface AgentSetup {
   coordinator: FakeCoordinator;
   config: AgentConfig;
   agent: Agent;
-  /** The agent's log (debug and up, JSON lines, the product's redaction), in the run's log directory. */
+  /**
+   * The agent's log (debug and up, JSON lines, the product's redaction), in the run's log directory;
+   * at teardown its event journal (`<log>-journal.txt`) and every message it sent the coordinator
+   * (`<log>-session.txt`) are written beside it as text, for the scan for secrets.
+   */
   log: TestLog;
   restart(): Promise<Agent>;
 }
@@ -89,6 +94,9 @@ export async function setupAgent(t: Test, gpus = 4, overrides: Partial<AgentConf
     // The job logs join the run's logs, for the scan for secrets.
     const jobLogs = path.join(config.stateDir, 'logs');
     if (existsSync(jobLogs)) cpSync(jobLogs, log.file.replace(/\.log$/, '-job-logs'), { recursive: true });
+    // So do its event journal and every message it sent (events, acknowledgements with their errors), as text.
+    dumpJournal(path.join(config.stateDir, 'journal'), log.file.replace(/\.log$/, '-journal.txt'));
+    writeFileSync(log.file.replace(/\.log$/, '-session.txt'), coordinator.received.map((m) => JSON.stringify(m)).join('\n') + '\n');
     rmSync(dir, { recursive: true, force: true });
   });
   if (opts.waitForRegister ?? true) await coordinator.waitFor((m) => m.msg === 'register');

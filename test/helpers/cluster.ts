@@ -6,10 +6,13 @@
 // id), an operator certificate for the tests' client and CLI (cliEnv). The join
 // secret is the canary, so that the scan for secrets would catch it in a log.
 // Their logs (stdout and stderr) go to the run's log directory
-// (test/helpers/test-log.ts), and the agents' job logs are copied there at close,
-// so that the scan for secrets covers them.
+// (test/helpers/test-log.ts), and at close the agents' job logs are copied
+// there and what was stored is written there as text (the coordinator's events,
+// log lines and job and attempt messages; each agent's event journal), so that
+// the scan for secrets covers them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, openSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, openSync, closeSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -136,6 +139,8 @@ export class Cluster {
   readonly coordinatorProc: Proc;
   readonly agents = new Map<string, AgentHandle>();
   readonly client: ControlClient;
+  /** The text files close() wrote into the run's log directory (stored events, journals). */
+  readonly dumps: string[] = [];
   private readonly dockerHost: string;
 
   private constructor(dir: string, port: number, dockerHost: string, leaseSeconds: number, pki: ClusterPki | undefined) {
@@ -271,7 +276,9 @@ export class Cluster {
     for (const agent of this.agents.values()) {
       const jobLogs = path.join(agent.stateDir, 'logs');
       if (existsSync(jobLogs)) cpSync(jobLogs, `${agent.proc.logFile.replace(/\.log$/, '')}-job-logs`, { recursive: true });
+      this.dumps.push(...dumpJournal(path.join(agent.stateDir, 'journal'), `${agent.proc.logFile.replace(/\.log$/, '')}-journal.txt`));
     }
+    this.dumps.push(...dumpCoordinatorStore(path.join(this.dir, 'coordinator.db'), this.coordinatorProc.logFile.replace(/-coordinator-(\d+-\d+)\.log$/, '-events-$1.txt')));
   }
 }
 
@@ -282,4 +289,59 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * Writes what a coordinator stored as text to `file` in the run's log directory,
+ * for the scan for secrets: every event (one line each, its body as stored),
+ * every log line, each job's and attempt's state and message. The database's
+ * own files are binary and hold the same text in pages, possibly split.
+ * Returns the file written ([] when there is no database).
+ */
+export function dumpCoordinatorStore(dbPath: string, file: string): string[] {
+  if (!existsSync(dbPath)) return [];
+  try {
+    const db = new DatabaseSync(dbPath, { readOnly: true });
+    try {
+      const lines: string[] = [];
+      type Row = Record<string, string | number | null>;
+      for (const r of db.prepare('SELECT node_id, event_id, time_ms, job_id, attempt, kind, body FROM events ORDER BY node_id, event_id').all() as Row[]) {
+        lines.push(`event ${r.node_id} ${r.event_id} ${r.time_ms} ${r.job_id}/${r.attempt} ${r.kind} ${r.body}`);
+      }
+      for (const r of db.prepare('SELECT job_id, state, message FROM jobs ORDER BY seq').all() as Row[]) lines.push(`job ${r.job_id} ${r.state} ${r.message}`);
+      for (const r of db.prepare('SELECT job_id, attempt, node_id, state, message FROM attempts ORDER BY job_id, attempt').all() as Row[]) {
+        lines.push(`attempt ${r.job_id}/${r.attempt} ${r.node_id} ${r.state} ${r.message}`);
+      }
+      for (const r of db.prepare('SELECT job_id, attempt, time_ms, stream, text FROM log_lines ORDER BY id').all() as Row[]) {
+        lines.push(`log ${r.job_id}/${r.attempt} ${r.time_ms} ${r.stream} ${r.text}`);
+      }
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      return [file];
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    // Loud, but a test's teardown goes on: the scan then misses this store.
+    process.stderr.write(`cannot write the stored events of ${dbPath} to ${file}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return [];
+  }
+}
+
+/**
+ * Writes an agent's event journal (src/agent/event-journal.ts: JSON lines and
+ * an ack file) as text to `file` in the run's log directory, for the scan for
+ * secrets. Returns the file written ([] when there is no journal).
+ */
+export function dumpJournal(journalDir: string, file: string): string[] {
+  if (!existsSync(journalDir)) return [];
+  const parts: string[] = [];
+  for (const name of readdirSync(journalDir).sort()) {
+    try {
+      parts.push(`== ${name}\n${readFileSync(path.join(journalDir, name), 'utf8')}`);
+    } catch (err) {
+      process.stderr.write(`cannot read ${path.join(journalDir, name)} for the scan for secrets: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+  }
+  writeFileSync(file, `${parts.join('\n')}\n`);
+  return [file];
 }
