@@ -159,7 +159,9 @@ export class CoordinatorSession {
     this.lastError = '';
     this.log.info({ sessionId: reg.sessionId, ackedEventId: reg.ackedEventId, pending: this.opts.journal.pending().length }, 'registered with coordinator');
     this.acked(reg.ackedEventId);
-    this.sentUpTo = reg.ackedEventId;
+    // Resume after what the journal accepted as acknowledged, not after the claim itself: an ack
+    // the agent refused (beyond any id it could assign) must not hold back its events.
+    this.sentUpTo = Math.min(reg.ackedEventId, this.opts.journal.ackedEventId);
     this.unsubscribe = this.opts.journal.onAppend(() => this.pump());
     this.pump();
     this.scheduleHeartbeat();

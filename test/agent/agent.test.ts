@@ -129,6 +129,18 @@ void t.test('bad commands get clear refusals and disturb nothing', async (t) => 
   t.equal(done.event?.exited?.state, 'ATTEMPT_STATE_SUCCEEDED', 'the running job finished undisturbed');
 });
 
+void t.test('a registration reply claiming an event id beyond any the agent could assign does not hold back its events', async (t) => {
+  const { coordinator } = await setup(t);
+  coordinator.registeredAck = 2 ** 53;
+  const before = coordinator.registrations;
+  coordinator.dropSession();
+  await waitUntil(() => coordinator.registrations > before, 15000, () => 'the agent did not register again');
+  await coordinator.command({ startJob: { jobId: 'after-bad-ack', attempt: 1, spec: trainerSpec('after-bad-ack', { resources: { gpus: 1 } }) } });
+  const done = await coordinator.waitFor((m) => m.event?.jobId === 'after-bad-ack' && m.event.body === 'exited', 30000);
+  t.equal(done.event?.exited?.state, 'ATTEMPT_STATE_SUCCEEDED', 'the events after the bad acknowledgement reach the coordinator');
+  t.ok(Number(done.event?.eventId) < 2 ** 52, `event ids stay exact (${String(done.event?.eventId)})`);
+});
+
 void t.test('an unknown image and an impossible ulimit fail the attempt, not the agent', async (t) => {
   const { coordinator, agent } = await setup(t);
   await coordinator.command({ startJob: { jobId: 'no-image', attempt: 1, spec: trainerSpec('no-image', { image: '127.0.0.1:9/nowhere/trainer:1', pullPolicy: 'if-not-present' }) } });

@@ -15,6 +15,8 @@ export class FakeCoordinator extends EventEmitter {
   private highestEventId = 0;
   /** When false, events are received but not acknowledged. */
   ackEvents = true;
+  /** When set, the `registered` reply claims this acknowledged event id (a broken or hostile coordinator). */
+  registeredAck: number | undefined;
   address = '';
   registrations = 0;
 
@@ -43,7 +45,7 @@ export class FakeCoordinator extends EventEmitter {
     if (msg.msg === 'register') {
       this.call = call;
       this.registrations++;
-      call.write({ registered: { sessionId: randomUUID(), heartbeatIntervalMs: 500, leaseMs: 5000, ackedEventId: this.highestEventId } });
+      call.write({ registered: { sessionId: randomUUID(), heartbeatIntervalMs: 500, leaseMs: 5000, ackedEventId: this.registeredAck ?? this.highestEventId } });
     } else if (msg.msg === 'event' && msg.event) {
       // Without acks it behaves as a coordinator that never stored the events.
       if (this.ackEvents) {
