@@ -4,6 +4,8 @@ import type { ChildProcess } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { testLogDir } from '../helpers/test-log.ts';
+import { ControlClient } from '../../src/client/control-client.ts';
+import { FakeAgent } from '../coordinator/fake-agent.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const BIN = path.join(REPO_ROOT, 'bin', 'stevedore.js');
@@ -72,4 +74,16 @@ export async function startTestCoordinator(t: { testdir: () => string; teardown:
   const { address } = await coordinator.start();
   t.teardown(() => coordinator.close());
   return { address, env: { STEVEDORE_COORDINATOR: address } };
+}
+
+/** A test coordinator, one fake agent "node-a" on its session, and a Control client, all closed at teardown. */
+export async function startCliScene(t: { testdir: () => string; teardown: (fn: () => unknown) => void }): Promise<{ address: string; env: Record<string, string>; agent: FakeAgent; client: ControlClient }> {
+  const { address, env } = await startTestCoordinator(t);
+  const agent = new FakeAgent(address, 'node-a');
+  const client = new ControlClient({ address });
+  t.teardown(() => {
+    agent.kill();
+    client.close();
+  });
+  return { address, env, agent, client };
 }

@@ -1,16 +1,10 @@
 import t from 'tap';
 import { ControlClient } from '../../../src/client/control-client.ts';
-import { runCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { FakeAgent, spec } from '../../coordinator/fake-agent.ts';
+import { runCli, startCliScene, startTestCoordinator } from '../../client/run-cli.ts';
+import { spec } from '../../coordinator/fake-agent.ts';
 
 void t.test('cancel stops a running job on its node, and refuses a job that already ended', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 1 });
   const job = await client.submitJob(spec('train', 1));
   await agent.takeStart();

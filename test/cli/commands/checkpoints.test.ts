@@ -1,18 +1,12 @@
 import t from 'tap';
 import { ControlClient } from '../../../src/client/control-client.ts';
-import { runCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { CHECKPOINT, FakeAgent, spec } from '../../coordinator/fake-agent.ts';
+import { runCli, startCliScene, startTestCoordinator } from '../../client/run-cli.ts';
+import { CHECKPOINT, spec } from '../../coordinator/fake-agent.ts';
 
 const MIB = 1024 ** 2;
 
 void t.test('checkpoints lists committed checkpoints newest first with the newest manifest, and --json for scripts', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 1 });
   const job = await client.submitJob(spec('train', 1, { checkpoint: CHECKPOINT }));
   await agent.takeStart();

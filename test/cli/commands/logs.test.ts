@@ -1,16 +1,9 @@
 import t from 'tap';
-import { ControlClient } from '../../../src/client/control-client.ts';
-import { runCli, startCli, startTestCoordinator } from '../../client/run-cli.ts';
-import { FakeAgent, eventually, spec } from '../../coordinator/fake-agent.ts';
+import { runCli, startCli, startCliScene, startTestCoordinator } from '../../client/run-cli.ts';
+import { eventually, spec } from '../../coordinator/fake-agent.ts';
 
 void t.test('logs prints stored lines with stderr marked, JSON lines with --json, and follows with -f', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 1 });
   const job = await client.submitJob(spec('train', 1));
   await agent.takeStart();

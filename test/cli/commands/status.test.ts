@@ -2,17 +2,11 @@ import t from 'tap';
 import { ControlClient } from '../../../src/client/control-client.ts';
 import type { NodeInfo } from '../../../src/client/control-client.ts';
 import { formatNodes } from '../../../src/cli/commands/status.ts';
-import { BIN, runCli, startCli, startProcess, startTestCoordinator } from '../../client/run-cli.ts';
+import { BIN, runCli, startCli, startProcess, startCliScene, startTestCoordinator } from '../../client/run-cli.ts';
 import { CHECKPOINT, FakeAgent, eventually, spec } from '../../coordinator/fake-agent.ts';
 
 void t.test('status shows nodes and jobs, human and JSON; status JOB shows the attempts', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 4, labels: { zone: 'eu-1' } });
   const running = await client.submitJob(spec('train', 2));
   const start = await agent.takeStart();
@@ -169,13 +163,7 @@ function pull(doneMiB: number, finished = false): { progress: { phase: string; d
 }
 
 void t.test('status shows the progress of a long operation; --watch follows it in plain lines and JSON lines, and exits with the job', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 1 });
   const job = await client.submitJob(spec('train', 1, { checkpoint: CHECKPOINT }));
   await agent.takeStart();
@@ -218,13 +206,7 @@ void t.test('status shows the progress of a long operation; --watch follows it i
 });
 
 void t.test('status JOB --watch on a terminal redraws the line in place; NO_COLOR leaves the colour out', async (t) => {
-  const { address, env } = await startTestCoordinator(t);
-  const agent = new FakeAgent(address, 'node-a');
-  const client = new ControlClient({ address });
-  t.teardown(() => {
-    agent.kill();
-    client.close();
-  });
+  const { env, agent, client } = await startCliScene(t);
   await agent.register({ gpus: 1 });
   const job = await client.submitJob(spec('train', 1));
   await agent.takeStart();
