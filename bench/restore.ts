@@ -18,13 +18,25 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-c
 const RESTORE_PEERS = new Set(['rclone', 'awscli']);
 const PREFIX = 'restore/job';
 
-/** 4 GiB in 2 runs; the largest of the upload sizes when STEVEDORE_BENCH_GIB narrows them (see uploadSizes). */
-function restoreSize(smoke: boolean): { bytes: number; runs: number; layout: CheckpointLayout } {
-  if (smoke) return { bytes: 24 * MIB, runs: 1, layout: checkpointLayout(24 * MIB, { shards: 2, smallFiles: 8, smallBytes: 256 * 1024 }) };
+interface RestoreSize {
+  endpoint: BenchEndpoint['kind'];
+  bytes: number;
+  runs: number;
+  layout: CheckpointLayout;
+}
+
+/**
+ * 4 GiB from the S3 sink and 1 GiB from s3rver (which reads every byte from its own files, so every subject is bound by
+ * it there), 2 runs each; the largest of the upload sizes on both when STEVEDORE_BENCH_GIB narrows them (see uploadSizes).
+ */
+function restoreSizes(smoke: boolean): RestoreSize[] {
+  const layout = (bytes: number): CheckpointLayout => checkpointLayout(bytes, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 });
+  if (smoke) return (['sink', 's3rver'] as const).map((endpoint) => ({ endpoint, bytes: 24 * MIB, runs: 1, layout: checkpointLayout(24 * MIB, { shards: 2, smallFiles: 8, smallBytes: 256 * 1024 }) }));
+  const narrowed = process.env.STEVEDORE_BENCH_GIB !== undefined;
   const largest = Math.max(...uploadSizes(false).map((s) => s.bytes));
-  const bytes = process.env.STEVEDORE_BENCH_GIB === undefined ? 4 * GIB : largest;
-  const runs = Number(process.env.STEVEDORE_BENCH_RUNS ?? 0);
-  return { bytes, runs: runs > 0 ? runs : 2, layout: checkpointLayout(bytes, { shards: 4, smallFiles: 128, smallBytes: 512 * 1024 }) };
+  const runs = Number(process.env.STEVEDORE_BENCH_RUNS ?? 0) > 0 ? Number(process.env.STEVEDORE_BENCH_RUNS) : 2;
+  const sized = (endpoint: RestoreSize['endpoint'], bytes: number): RestoreSize => ({ endpoint, bytes, runs, layout: layout(bytes) });
+  return narrowed ? [sized('sink', largest), sized('s3rver', largest)] : [sized('sink', 4 * GIB), sized('s3rver', GIB)];
 }
 
 /** Bytes of the checkpoint's own files under `dir` (Stevedore's manifest, which peers copy too, left out). */
@@ -78,23 +90,22 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
   const peers = allPeers.filter((p) => RESTORE_PEERS.has(p.name));
   if (missing.some((m) => [...RESTORE_PEERS].some((p) => m.startsWith(p)))) throw new Error(`restore benchmark: peers missing: ${missing.join('; ')}`);
   const peerNames = peers.map((p) => p.name);
-  const size = restoreSize(opts.smoke);
+  const sizes = restoreSizes(opts.smoke);
   const block = randomBlock();
   const dataDir = path.join(opts.workDir, 'restore-data');
-  opts.log(`restore: writing a ${sizeLabel(size.bytes)} checkpoint to ${dataDir}`);
-  const checkpointDir = writeCheckpoint(dataDir, size.layout, block);
   const endpoints = [await startSinkEndpoint(), await startS3rverEndpoint()];
   const cases: BenchCase[] = [];
   try {
-    endpoints[0]!.sink?.setSynthetic(syntheticContent(size.layout, block));
-    for (const endpoint of endpoints) {
+    for (const size of sizes) {
+      const endpoint = endpoints.find((e) => e.kind === size.endpoint)!;
+      opts.log(`restore: writing a ${sizeLabel(size.bytes)} checkpoint to ${dataDir}`);
+      const checkpointDir = writeCheckpoint(dataDir, size.layout, block);
+      endpoint.sink?.setSynthetic(syntheticContent(size.layout, block));
       // One committed checkpoint per endpoint, uploaded by Stevedore (not measured); every subject restores it.
       opts.log(`restore: uploading the checkpoint to ${endpoint.name}`);
       await measure({ cmd: process.execPath, args: [CLI, 'upload', stevedoreJob(endpoint, { checkpointDir, partSizeBytes: stevedorePartSize(opts.smoke) })], env: cleanEnv({}) }, { label: `stevedore upload to ${endpoint.name}` });
-    }
-    // Only the objects are needed from here on; the local copy is removed before the restores write theirs.
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    for (const endpoint of endpoints) {
+      // Only the objects are needed from here on; the local copy is removed before the restores write theirs.
+      fs.rmSync(dataDir, { recursive: true, force: true });
       const label = `${sizeLabel(size.bytes)} from ${endpoint.name}`;
       const trials = restoreTrials(endpoint, peers, size.layout, opts);
       const samples = await interleave(trials, size.runs, opts.log, `restore ${label}`);
@@ -122,7 +133,7 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
     title: 'Restore: download and verify a checkpoint',
     command: benchCommand(opts.smoke, 'restore'),
     method: [
-      `One ${sizeLabel(size.bytes)} checkpoint (the upload benchmark's layout: ${size.layout.files.length} files) is committed once by Stevedore to each endpoint; then every subject downloads all of it into an empty directory, interleaved over ${size.runs} run${size.runs === 1 ? '' : 's'}.`,
+      `One checkpoint per endpoint (the upload benchmark's layout; ${sizes.map((s) => `${sizeLabel(s.bytes)} in ${s.layout.files.length} files from ${s.endpoint === 'sink' ? 'the S3 sink' : 's3rver'}`).join(', ')}) is committed once by Stevedore; then every subject downloads all of it into an empty directory, interleaved over ${sizes[0]?.runs ?? 0} run${sizes[0]?.runs === 1 ? '' : 's'}. s3rver is measured at 1 GiB: it reads every byte from its own files, so there every subject is bound by it, and 4 GiB would only lengthen the run.`,
       'Stevedore is the agent\'s restoreNewest (`bench/stevedore-cli.ts restore`): it reads the manifest (format v2, a SHA-256 per part), fetches each file larger than one part in one ranged GET per part after a HEAD that checks its size, 8 requests at once, and streams each response to its offset in the file while hashing it, checking every part\'s size and SHA-256 against the manifest as it ends; a one-part file of at most 4 MiB is one GET, without a HEAD, held in memory, checked, then written. Nothing is read back and nothing is flushed to disk (fsync): a restore runs before the job\'s container exists and is done again by the next attempt after any crash. The files are assembled in a staging directory and renamed into place. The peers are `rclone copy` and `aws s3 cp --recursive` with their defaults; neither checks a SHA-256.',
       'Every subject runs as a child process under GNU time (wall time around the child; CPU seconds = user + system of the child). After each run the restored bytes are counted against the checkpoint\'s size, then deleted.',
       'Endpoints: s3rver (stores and serves real bytes from its directory) and the S3 sink (benchmark instrument): the sink discarded the large bodies on upload and serves the same bytes back from the generator that wrote the checkpoint (a 1 MiB random block from a per-file offset), so a GET costs the sink no disk and the clients\' own cost shows; the manifest and the small files are served from memory.',
