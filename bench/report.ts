@@ -10,6 +10,8 @@ export interface ResultsFile {
   updated: string;
   machine: MachineInfo;
   results: (BenchResult & { measured: string })[];
+  /** The last run of every benchmark at once (plain `npm run bench`): when it ended and how long it took. */
+  fullRun?: { finished: string; seconds: number };
 }
 
 export interface MachineInfo {
@@ -29,13 +31,18 @@ function orderOf(id: string): number {
 }
 
 /** Replaces the records of `fresh`'s benchmarks in `previous` (by id), keeps the others, sorts them in report order. */
-export function mergeResults(previous: ResultsFile | undefined, fresh: BenchResult[], machine: MachineInfo, now: Date): ResultsFile {
+export function mergeResults(previous: ResultsFile | undefined, fresh: BenchResult[], machine: MachineInfo, now: Date, fullRunSeconds?: number): ResultsFile {
   const stamp = now.toISOString();
   const byId = new Map<string, BenchResult & { measured: string }>();
   for (const r of previous?.results ?? []) byId.set(r.id, r);
   for (const r of fresh) byId.set(r.id, { ...r, measured: stamp });
   const results = [...byId.values()].sort((a, b) => orderOf(a.id) - orderOf(b.id) || (a.id < b.id ? -1 : 1));
-  return { updated: stamp, machine, results };
+  const fullRun = fullRunSeconds !== undefined ? { finished: stamp, seconds: Math.round(fullRunSeconds) } : previous?.fullRun;
+  return { updated: stamp, machine, results, ...(fullRun ? { fullRun } : {}) };
+}
+
+function minutes(seconds: number): string {
+  return `${Math.floor(seconds / 60)} min ${String(Math.round(seconds % 60)).padStart(2, '0')} s`;
 }
 
 function num(n: number): string {
@@ -85,7 +92,8 @@ function caseTable(c: BenchCase): string[] {
 
 /** The Markdown of one benchmark. */
 export function renderResult(r: BenchResult & { measured?: string }): string {
-  const lines = [`## ${r.title}`, '', `Command: \`${r.command}\`${r.measured !== undefined ? ` (measured ${r.measured.slice(0, 16).replace('T', ' ')} UTC)` : ''}`, '', r.method, ''];
+  const when = [r.measured !== undefined ? `measured ${r.measured.slice(0, 16).replace('T', ' ')} UTC` : '', r.seconds !== undefined ? `took ${minutes(r.seconds)}` : ''].filter((x) => x !== '');
+  const lines = [`## ${r.title}`, '', `Command: \`${r.command}\`${when.length > 0 ? ` (${when.join(', ')})` : ''}`, '', r.method, ''];
   for (const p of r.plots ?? []) lines.push(`![${p}](${p})`, '');
   for (const c of r.cases) lines.push(...caseTable(c));
   if (r.notes !== undefined && r.notes.trim() !== '') lines.push('### Notes', '', r.notes.trim(), '');
@@ -105,6 +113,7 @@ export function renderMarkdown(file: ResultsFile): string {
     'Written by `npm run bench` (all benchmarks, or `npm run bench -- --only upload,restore`) from the records in `bench/results.json`; do not edit by hand.',
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, ${m.os}, Node.js ${m.node}; loopback only. Last updated ${file.updated.slice(0, 16).replace('T', ' ')} UTC.`,
     'Benchmarks are not timed tests: `npm test` runs a short smoke version of each (test/bench/) so they keep working, and never fails because something is slow.',
+    ...(file.fullRun ? [`The last run of all of them (\`npm run bench\`) ended ${file.fullRun.finished.slice(0, 16).replace('T', ' ')} UTC and took ${minutes(file.fullRun.seconds)}.`] : []),
     '',
     ...(summary.length > 0 ? ['## Targets', '', '| benchmark | case | target | result | detail |', '|---|---|---|---|---|', ...summary, ''] : []),
     ...file.results.map(renderResult),

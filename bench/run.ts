@@ -95,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
       const t0 = Date.now();
       log(`${entry.id}: starting${args.smoke ? ' (smoke)' : ''}`);
       try {
-        results.push(await bench(opts));
+        results.push({ ...(await bench(opts)), seconds: Math.round((Date.now() - t0) / 1000) });
         log(`${entry.id}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       } catch (err) {
         failures.push(`${entry.id}: ${err instanceof Error ? err.message : String(err)}`);
@@ -106,7 +106,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const resultsPath = args.smoke ? path.join(scratch, 'results.json') : path.join(BENCH_DIR, 'results.json');
     const previous = !args.smoke && fs.existsSync(resultsPath) ? (JSON.parse(fs.readFileSync(resultsPath, 'utf8')) as ResultsFile) : undefined;
-    const merged = mergeResults(previous, results, machineInfo(), new Date());
+    const fullRun = args.only === undefined && failures.length === 0 ? (Date.now() - started) / 1000 : undefined;
+    const merged = mergeResults(previous, results, machineInfo(), new Date(), fullRun);
     fs.writeFileSync(resultsPath, `${JSON.stringify(merged, null, 2)}\n`);
     const markdownPath = args.smoke ? path.join(scratch, 'BENCHMARKS.md') : path.join(ROOT, 'docs', 'BENCHMARKS.md');
     fs.writeFileSync(markdownPath, renderMarkdown(merged));

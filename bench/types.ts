@@ -46,6 +46,8 @@ export interface BenchResult {
   notes?: string;
   /** Plots written next to docs/BENCHMARKS.md (docs/bench/*.svg), relative to docs/. */
   plots?: string[];
+  /** Wall time the benchmark took, set by bench/run.ts. */
+  seconds?: number;
 }
 
 /** What bench/run.ts passes to each benchmark. */

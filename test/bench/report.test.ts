@@ -53,6 +53,17 @@ void t.test('a run of some benchmarks replaces only their records and keeps the 
   t.end();
 });
 
+void t.test('the report says how long each benchmark and the last run of all of them took', (t) => {
+  const full = mergeResults(undefined, [{ ...result('upload', [2]), seconds: 421 }], machine, new Date('2026-01-01T00:00:00Z'), 905.4);
+  t.same(full.fullRun, { finished: '2026-01-01T00:00:00.000Z', seconds: 905 });
+  const md = renderMarkdown(full);
+  t.match(md, /took 15 min 05 s/, 'the whole run');
+  t.match(md, /Command: `npm run bench -- --only upload` \(measured 2026-01-01 00:00 UTC, took 7 min 01 s\)/, 'one benchmark');
+  const partial = mergeResults(full, [result('restore', [1])], machine, new Date('2026-01-02T00:00:00Z'));
+  t.same(partial.fullRun, full.fullRun, 'a run of some benchmarks keeps the last full run\'s duration');
+  t.end();
+});
+
 void t.test('the bar plot is an SVG with one bar per subject and case', (t) => {
   const svg = barPlot({ title: 'T', unit: 'MiB/s', groups: [{ label: 'a', bars: [{ subject: 'stevedore', value: 100 }, { subject: 'rclone', value: 50 }] }, { label: 'b', bars: [{ subject: 'stevedore', value: 80 }] }] });
   t.match(svg, /^<svg /);
