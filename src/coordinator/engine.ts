@@ -1092,7 +1092,7 @@ export class Engine {
     this.flushSeen();
     const now = this.clock.now();
     let lost = false;
-    for (const node of this.store.listNodes()) {
+    for (const node of this.store.nodeLeases()) {
       if (node.state === 'lost') continue;
       const since = Math.max(node.lastSeenMs, this.startedMs);
       if (now - since <= this.leaseMs) continue;

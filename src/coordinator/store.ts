@@ -460,6 +460,23 @@ export class Store {
   private readonly totalChanges: StatementSync;
   private readonly walPath: string | undefined;
   private wal: number | undefined;
+  /**
+   * Prepared statements by SQL text. Compiling a statement costs more than
+   * running it; the same few dozen statements run thousands of times a second
+   * with a large fleet, so each is compiled once.
+   */
+  private readonly statements = new Map<string, StatementSync>();
+  /**
+   * The nodes table, parsed, by node id: loaded on first use, then kept in
+   * step by every write below (this store is the database's only writer).
+   * Placement passes, lease checks and submissions read every node; parsing
+   * thousands of inventories each time cost more than all the rest of the
+   * coordinator's work. A rolled-back transaction drops it: the next read
+   * loads what the database holds.
+   */
+  private nodeCache: Map<string, NodeRecord> | undefined;
+  /** nodeCache's records by node id; undefined when a write changed them since. */
+  private nodeList: NodeRecord[] | undefined;
 
   constructor(dbPath: string) {
     try {
@@ -484,6 +501,16 @@ export class Store {
     }
   }
 
+  /** The prepared statement for sql, compiled on first use. */
+  private sql(sql: string): StatementSync {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   /** Runs fn in one transaction; nested calls join the outer one. */
   transaction<T>(fn: () => T): T {
     if (this.depth > 0) {
@@ -502,6 +529,7 @@ export class Store {
       return result;
     } catch (err) {
       this.db.exec('ROLLBACK');
+      this.dropNodeCache();
       throw err;
     } finally {
       this.depth = 0;
@@ -604,8 +632,8 @@ export class Store {
   // ---- nodes ----
 
   upsertNode(n: Omit<NodeRecord, 'highestEventId'>): NodeRecord {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO nodes (node_id, hostname, agent_version, labels, inventory, state, draining, last_seen_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname, agent_version = excluded.agent_version,
@@ -613,57 +641,108 @@ export class Store {
            draining = excluded.draining, last_seen_ms = excluded.last_seen_ms`,
       )
       .run(n.nodeId, n.hostname, n.agentVersion, JSON.stringify(n.labels), JSON.stringify(n.inventory), n.state, n.draining ? 1 : 0, n.lastSeenMs);
+    this.reloadNode(n.nodeId);
     const node = this.getNode(n.nodeId);
     if (!node) throw new StevedoreError('INTERNAL', `node ${n.nodeId} vanished right after it was stored`);
     return node;
   }
 
-  getNode(nodeId: string): NodeRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE node_id = ?').get(nodeId) as Row | undefined;
-    return r ? toNode(r) : undefined;
+  /** The stored nodes, parsed, loaded on first use (see nodeCache). */
+  private nodes(): Map<string, NodeRecord> {
+    if (!this.nodeCache) {
+      const rows = this.sql('SELECT * FROM nodes ORDER BY node_id').all() as Row[];
+      this.nodeCache = new Map(rows.map((r) => [str(r.node_id), toNode(r)]));
+      this.nodeList = undefined;
+    }
+    return this.nodeCache;
   }
 
+  /** Reads one node's row again after a write that changed its JSON columns. */
+  private reloadNode(nodeId: string): void {
+    if (!this.nodeCache) return;
+    const r = this.sql('SELECT * FROM nodes WHERE node_id = ?').get(nodeId) as Row | undefined;
+    if (r) this.nodeCache.set(nodeId, toNode(r));
+    else this.nodeCache.delete(nodeId);
+    this.nodeList = undefined;
+  }
+
+  /** Applies a write of plain columns to the cached node (the database row was just updated the same way). */
+  private patchNode(nodeId: string, patch: Partial<NodeRecord>): void {
+    const cached = this.nodeCache?.get(nodeId);
+    if (!cached) return;
+    this.nodeCache?.set(nodeId, { ...cached, ...patch });
+    this.nodeList = undefined;
+  }
+
+  /** Callers get their own copy of the record (its labels and inventory are shared: treat them as read-only). */
+  getNode(nodeId: string): NodeRecord | undefined {
+    const node = this.nodes().get(nodeId);
+    return node ? { ...node } : undefined;
+  }
+
+  /** Every stored node, by node id. */
   listNodes(): NodeRecord[] {
-    return (this.db.prepare('SELECT * FROM nodes ORDER BY node_id').all() as Row[]).map(toNode);
+    // Node ids are ASCII (see the session handler), so this order is SQLite's ORDER BY node_id.
+    this.nodeList ??= [...this.nodes().values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    return this.nodeList.map((n) => ({ ...n }));
+  }
+
+  /** Each node's id, state and last contact: what the lease check needs, without copying inventories. */
+  nodeLeases(): { nodeId: string; state: NodeState; lastSeenMs: number }[] {
+    return [...this.nodes().values()].map((n) => ({ nodeId: n.nodeId, state: n.state, lastSeenMs: n.lastSeenMs }));
   }
 
   /** The most GPUs any stored node has; undefined when no node is stored. */
   largestGpuCount(): number | undefined {
-    const r = this.db.prepare(`SELECT COUNT(*) AS nodes, MAX(COALESCE(json_array_length(inventory, '$.gpus'), 0)) AS gpus FROM nodes`).get() as Row | undefined;
-    return num(r?.nodes) === 0 ? undefined : num(r?.gpus);
+    const nodes = this.nodes();
+    if (nodes.size === 0) return undefined;
+    let largest = 0;
+    for (const n of nodes.values()) largest = Math.max(largest, n.inventory?.gpus.length ?? 0);
+    return largest;
   }
 
   setNodeState(nodeId: string, state: NodeState): void {
-    this.db.prepare('UPDATE nodes SET state = ? WHERE node_id = ?').run(state, nodeId);
+    this.sql('UPDATE nodes SET state = ? WHERE node_id = ?').run(state, nodeId);
+    this.patchNode(nodeId, { state });
   }
 
   /** Replaces the node's inventory (the GPUs' health changed). */
   setNodeInventory(nodeId: string, inventory: Inventory__Output): void {
-    this.db.prepare('UPDATE nodes SET inventory = ? WHERE node_id = ?').run(JSON.stringify(inventory), nodeId);
+    this.sql('UPDATE nodes SET inventory = ? WHERE node_id = ?').run(JSON.stringify(inventory), nodeId);
+    this.reloadNode(nodeId);
   }
 
   setNodeDraining(nodeId: string, draining: boolean): void {
-    this.db.prepare('UPDATE nodes SET draining = ? WHERE node_id = ?').run(draining ? 1 : 0, nodeId);
+    this.sql('UPDATE nodes SET draining = ? WHERE node_id = ?').run(draining ? 1 : 0, nodeId);
+    this.patchNode(nodeId, { draining });
   }
 
   touchNode(nodeId: string, lastSeenMs: number): void {
-    this.db.prepare('UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?').run(lastSeenMs, nodeId);
+    this.sql('UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?').run(lastSeenMs, nodeId);
+    this.patchNode(nodeId, { lastSeenMs });
   }
 
   /** At start-up no session is open: every online node becomes offline. */
   markOnlineNodesOffline(): void {
-    this.db.prepare(`UPDATE nodes SET state = 'offline' WHERE state = 'online'`).run();
+    this.sql(`UPDATE nodes SET state = 'offline' WHERE state = 'online'`).run();
+    this.dropNodeCache();
   }
 
   setHighestEventId(nodeId: string, eventId: number): void {
-    this.db.prepare('UPDATE nodes SET highest_event_id = ? WHERE node_id = ?').run(eventId, nodeId);
+    this.sql('UPDATE nodes SET highest_event_id = ? WHERE node_id = ?').run(eventId, nodeId);
+    this.patchNode(nodeId, { highestEventId: eventId });
+  }
+
+  private dropNodeCache(): void {
+    this.nodeCache = undefined;
+    this.nodeList = undefined;
   }
 
   // ---- jobs ----
 
   insertJob(j: Omit<JobRecord, 'seq'>): JobRecord {
-    this.db
-      .prepare('INSERT INTO jobs (job_id, spec, state, message, created_ms, updated_ms, current_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO jobs (job_id, spec, state, message, created_ms, updated_ms, current_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(j.jobId, JSON.stringify(j.spec), j.state, j.message, j.createdMs, j.updatedMs, j.currentAttempt);
     const job = this.getJob(j.jobId);
     if (!job) throw new StevedoreError('INTERNAL', `job ${j.jobId} vanished right after it was stored`);
@@ -671,18 +750,18 @@ export class Store {
   }
 
   getJob(jobId: string): JobRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as Row | undefined;
+    const r = this.sql('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as Row | undefined;
     return r ? toJob(r) : undefined;
   }
 
   /** Newest first. */
   listJobs(): JobRecord[] {
-    return (this.db.prepare('SELECT * FROM jobs ORDER BY seq DESC').all() as Row[]).map(toJob);
+    return (this.sql('SELECT * FROM jobs ORDER BY seq DESC').all() as Row[]).map(toJob);
   }
 
   /** Queued jobs, oldest first. */
   queuedJobs(): JobRecord[] {
-    return (this.db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq`).all() as Row[]).map(toJob);
+    return (this.sql(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq`).all() as Row[]).map(toJob);
   }
 
   updateJob(jobId: string, patch: { state?: JobState; message?: string; currentAttempt?: number }, nowMs: number): void {
@@ -691,14 +770,14 @@ export class Store {
     if (patch.state !== undefined) { sets.push('state = ?'); values.push(patch.state); }
     if (patch.message !== undefined) { sets.push('message = ?'); values.push(patch.message); }
     if (patch.currentAttempt !== undefined) { sets.push('current_attempt = ?'); values.push(patch.currentAttempt); }
-    this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...values, jobId);
+    this.sql(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...values, jobId);
   }
 
   // ---- attempts ----
 
   insertAttempt(a: AttemptRecord): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO attempts (job_id, attempt, node_id, state, gpu_uuids, exit_code, message, container_id, started_ms, ended_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -706,20 +785,20 @@ export class Store {
   }
 
   getAttempt(jobId: string, attempt: number): AttemptRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM attempts WHERE job_id = ? AND attempt = ?').get(jobId, attempt) as Row | undefined;
+    const r = this.sql('SELECT * FROM attempts WHERE job_id = ? AND attempt = ?').get(jobId, attempt) as Row | undefined;
     return r ? toAttempt(r) : undefined;
   }
 
   attemptsOfJob(jobId: string): AttemptRecord[] {
-    return (this.db.prepare('SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt').all(jobId) as Row[]).map(toAttempt);
+    return (this.sql('SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt').all(jobId) as Row[]).map(toAttempt);
   }
 
   activeAttemptsOnNode(nodeId: string): AttemptRecord[] {
-    return (this.db.prepare(`SELECT * FROM attempts WHERE node_id = ? AND ${ACTIVE_ATTEMPT_SQL} ORDER BY job_id, attempt`).all(nodeId) as Row[]).map(toAttempt);
+    return (this.sql(`SELECT * FROM attempts WHERE node_id = ? AND ${ACTIVE_ATTEMPT_SQL} ORDER BY job_id, attempt`).all(nodeId) as Row[]).map(toAttempt);
   }
 
   activeAttempts(): AttemptRecord[] {
-    return (this.db.prepare(`SELECT * FROM attempts WHERE ${ACTIVE_ATTEMPT_SQL} ORDER BY node_id, job_id, attempt`).all() as Row[]).map(toAttempt);
+    return (this.sql(`SELECT * FROM attempts WHERE ${ACTIVE_ATTEMPT_SQL} ORDER BY node_id, job_id, attempt`).all() as Row[]).map(toAttempt);
   }
 
   updateAttempt(
@@ -736,19 +815,19 @@ export class Store {
     if (patch.containerId !== undefined) { sets.push('container_id = ?'); values.push(patch.containerId); }
     if (patch.endedMs !== undefined) { sets.push('ended_ms = ?'); values.push(patch.endedMs); }
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE attempts SET ${sets.join(', ')} WHERE job_id = ? AND attempt = ?`).run(...values, jobId, attempt);
+    this.sql(`UPDATE attempts SET ${sets.join(', ')} WHERE job_id = ? AND attempt = ?`).run(...values, jobId, attempt);
   }
 
   // ---- events, commands, logs ----
 
   insertEvent(e: StoredEvent): void {
-    this.db
-      .prepare('INSERT INTO events (node_id, event_id, time_ms, job_id, attempt, kind, body, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO events (node_id, event_id, time_ms, job_id, attempt, kind, body, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(e.nodeId, e.eventId, e.timeMs, e.jobId, e.attempt, e.kind, JSON.stringify(e.body ?? null), e.receivedMs);
   }
 
   eventsOfNode(nodeId: string): StoredEvent[] {
-    return (this.db.prepare('SELECT * FROM events WHERE node_id = ? ORDER BY event_id').all(nodeId) as Row[]).map((r) => ({
+    return (this.sql('SELECT * FROM events WHERE node_id = ? ORDER BY event_id').all(nodeId) as Row[]).map((r) => ({
       nodeId: str(r.node_id),
       eventId: num(r.event_id),
       timeMs: num(r.time_ms),
@@ -761,13 +840,13 @@ export class Store {
   }
 
   insertCommand(c: CommandRecord): void {
-    this.db
-      .prepare('INSERT INTO commands (command_id, node_id, kind, job_id, attempt, created_ms) VALUES (?, ?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO commands (command_id, node_id, kind, job_id, attempt, created_ms) VALUES (?, ?, ?, ?, ?, ?)')
       .run(c.commandId, c.nodeId, c.kind, c.jobId, c.attempt, c.createdMs);
   }
 
   getCommand(commandId: string): CommandRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;
+    const r = this.sql('SELECT * FROM commands WHERE command_id = ?').get(commandId) as Row | undefined;
     return r ? toCommand(r) : undefined;
   }
 
@@ -778,8 +857,8 @@ export class Store {
    * (an agent that reports a commit again after a crash): the first report stands.
    */
   insertCheckpoint(c: CheckpointRecord): boolean {
-    const result = this.db
-      .prepare(
+    const result = this
+      .sql(
         `INSERT INTO checkpoints (job_id, checkpoint_id, attempt, node_id, name, step, total_bytes, uploaded_bytes, files,
            last_write_ms, committed_ms, time_to_commit_ms, manifest_key)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -792,15 +871,15 @@ export class Store {
 
   /** The job's committed checkpoints, newest first: by step, then by commit time. */
   checkpointsOfJob(jobId: string): CheckpointRecord[] {
-    return (this.db
-      .prepare('SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step DESC, committed_ms DESC, checkpoint_id DESC')
+    return (this
+      .sql('SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step DESC, committed_ms DESC, checkpoint_id DESC')
       .all(jobId) as Row[]).map(toCheckpoint);
   }
 
   /** Records what an attempt restored; a later report for the same attempt replaces it. */
   setRestore(r: RestoreRecord): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO attempt_restores (job_id, attempt, checkpoint_id, step, bytes, duration_ms, skipped, reported_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (job_id, attempt) DO UPDATE SET checkpoint_id = excluded.checkpoint_id, step = excluded.step,
@@ -811,7 +890,7 @@ export class Store {
 
   /** What each attempt of the job restored, by attempt number. */
   restoresOfJob(jobId: string): Map<number, RestoreRecord> {
-    const rows = (this.db.prepare('SELECT * FROM attempt_restores WHERE job_id = ?').all(jobId) as Row[]).map(toRestore);
+    const rows = (this.sql('SELECT * FROM attempt_restores WHERE job_id = ?').all(jobId) as Row[]).map(toRestore);
     return new Map(rows.map((r) => [r.attempt, r]));
   }
 
@@ -819,8 +898,8 @@ export class Store {
 
   /** Stores a node's notice; false when the node already reported this notice id (the first report stands). */
   insertNotice(n: NoticeRecord): boolean {
-    const result = this.db
-      .prepare(
+    const result = this
+      .sql(
         `INSERT INTO preemption_notices (node_id, notice_id, source, kind, deadline_ms, received_ms, stored_ms, advisory, cleared_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (node_id, notice_id) DO NOTHING`,
@@ -830,35 +909,35 @@ export class Store {
   }
 
   getNotice(nodeId: string, noticeId: string): NoticeRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM preemption_notices WHERE node_id = ? AND notice_id = ?').get(nodeId, noticeId) as Row | undefined;
+    const r = this.sql('SELECT * FROM preemption_notices WHERE node_id = ? AND notice_id = ?').get(nodeId, noticeId) as Row | undefined;
     return r ? toNotice(r) : undefined;
   }
 
   /** The node's notices, oldest first. */
   noticesOfNode(nodeId: string): NoticeRecord[] {
-    return (this.db.prepare('SELECT * FROM preemption_notices WHERE node_id = ? ORDER BY stored_ms, notice_id').all(nodeId) as Row[]).map(toNotice);
+    return (this.sql('SELECT * FROM preemption_notices WHERE node_id = ? ORDER BY stored_ms, notice_id').all(nodeId) as Row[]).map(toNotice);
   }
 
   /** Nodes that are going away: each with its newest notice that is neither advisory nor cleared. */
   preemptingNodes(): Map<string, NoticeRecord> {
-    const rows = (this.db
-      .prepare('SELECT * FROM preemption_notices WHERE advisory = 0 AND cleared_ms = 0 ORDER BY stored_ms, notice_id')
+    const rows = (this
+      .sql('SELECT * FROM preemption_notices WHERE advisory = 0 AND cleared_ms = 0 ORDER BY stored_ms, notice_id')
       .all() as Row[]).map(toNotice);
     return new Map(rows.map((n) => [n.nodeId, n]));
   }
 
   /** Ends the node's "preempting" state for notices whose deadline has passed; returns how many. */
   clearNotices(nodeId: string, nowMs: number): number {
-    const result = this.db
-      .prepare('UPDATE preemption_notices SET cleared_ms = ? WHERE node_id = ? AND cleared_ms = 0 AND deadline_ms <= ?')
+    const result = this
+      .sql('UPDATE preemption_notices SET cleared_ms = ? WHERE node_id = ? AND cleared_ms = 0 AND deadline_ms <= ?')
       .run(nowMs, nodeId, nowMs);
     return Number(result.changes);
   }
 
   /** Records what the drain achieved for an attempt; a later report for the same attempt replaces it. */
   setDrainReport(d: DrainReportRecord): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO drain_reports (job_id, attempt, node_id, notice_id, final_checkpoint_id, final_step, final_is_new, committed_ms, deadline_ms, margin_ms, reported_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (job_id, attempt) DO UPDATE SET node_id = excluded.node_id, notice_id = excluded.notice_id,
@@ -870,13 +949,13 @@ export class Store {
 
   /** The drain report of each attempt of the job, by attempt number. */
   drainReportsOfJob(jobId: string): Map<number, DrainReportRecord> {
-    const rows = (this.db.prepare('SELECT * FROM drain_reports WHERE job_id = ?').all(jobId) as Row[]).map(toDrainReport);
+    const rows = (this.sql('SELECT * FROM drain_reports WHERE job_id = ?').all(jobId) as Row[]).map(toDrainReport);
     return new Map(rows.map((r) => [r.attempt, r]));
   }
 
   setPlacement(p: PlacementRecord): void {
-    this.db
-      .prepare(
+    this
+      .sql(
         `INSERT INTO attempt_placements (job_id, attempt, hostname, zone, region) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (job_id, attempt) DO UPDATE SET hostname = excluded.hostname, zone = excluded.zone, region = excluded.region`,
       )
@@ -885,32 +964,32 @@ export class Store {
 
   /** Where each attempt of the job was placed, by attempt number. */
   placementsOfJob(jobId: string): Map<number, PlacementRecord> {
-    const rows = this.db.prepare('SELECT * FROM attempt_placements WHERE job_id = ?').all(jobId) as Row[];
+    const rows = this.sql('SELECT * FROM attempt_placements WHERE job_id = ?').all(jobId) as Row[];
     return new Map(rows.map((r) => [num(r.attempt), { jobId: str(r.job_id), attempt: num(r.attempt), hostname: str(r.hostname), zone: str(r.zone), region: str(r.region) }]));
   }
 
   getRestarts(jobId: string): RestartCounts {
-    const r = this.db.prepare('SELECT * FROM job_restarts WHERE job_id = ?').get(jobId) as Row | undefined;
+    const r = this.sql('SELECT * FROM job_restarts WHERE job_id = ?').get(jobId) as Row | undefined;
     return { preemptions: num(r?.preemptions), failures: num(r?.failures) };
   }
 
   /** Counts one more preemption or failure of the job; returns the new counts. */
   countRestart(jobId: string, what: keyof RestartCounts): RestartCounts {
     const column = what === 'preemptions' ? 'preemptions' : 'failures';
-    this.db
-      .prepare(`INSERT INTO job_restarts (job_id, ${column}) VALUES (?, 1) ON CONFLICT (job_id) DO UPDATE SET ${column} = ${column} + 1`)
+    this
+      .sql(`INSERT INTO job_restarts (job_id, ${column}) VALUES (?, 1) ON CONFLICT (job_id) DO UPDATE SET ${column} = ${column} + 1`)
       .run(jobId);
     return this.getRestarts(jobId);
   }
 
   appendLog(l: Omit<LogRecord, 'id'>): void {
-    this.db
-      .prepare('INSERT INTO log_lines (job_id, attempt, time_ms, stream, text) VALUES (?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO log_lines (job_id, attempt, time_ms, stream, text) VALUES (?, ?, ?, ?, ?)')
       .run(l.jobId, l.attempt, l.timeMs, l.stream, l.text);
   }
 
   /** Log lines of a job with id > afterId, in order. */
   logsAfter(jobId: string, afterId: number, limit = 1000): LogRecord[] {
-    return (this.db.prepare('SELECT * FROM log_lines WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?').all(jobId, afterId, limit) as Row[]).map(toLog);
+    return (this.sql('SELECT * FROM log_lines WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?').all(jobId, afterId, limit) as Row[]).map(toLog);
   }
 }
