@@ -7,11 +7,15 @@
 //   node bench/coordinator-scale-agents.ts '{"address":...,"count":...}'
 // prints JSON lines on stdout: {"t":"registered","ms":...} per agent,
 // {"t":"start","jobId":...,"ms":...} per StartJob received, and on stdin's
-// end {"t":"stats","heartbeatRttMs":[...]} before it exits.
+// end {"t":"stats","phases":{...}} before it exits. Each line on stdin starts
+// a phase (its name): the heartbeat round trips, this process' own event-loop
+// delay and its CPU are reported per phase, so that the process' own lag is
+// not mistaken for the coordinator's.
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { PROTOCOL_VERSION, v1, type AgentMessage, type CoordinatorMessage__Output } from '../src/proto/load.ts';
 
 export interface LightAgentsOptions {
@@ -26,10 +30,57 @@ export interface LightAgentsOptions {
   connectPer100Ms: number;
 }
 
+/** A process' own event-loop delay and CPU over one phase. */
+export interface LoopFigures {
+  /** How late the process ran its timers and read what arrived (ms): it adds to every latency the process measures. */
+  loopDelayP50Ms: number;
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+  /** CPU used per second of the phase (1.0 = one core). */
+  cpuCores: number;
+}
+
+/** The light agents' figures over one phase of the benchmark. */
+export interface PhaseStats extends LoopFigures {
+  heartbeatRttMs: number[];
+}
+
 export type LightAgentsLine =
   | { t: 'registered'; node: string; ms: number }
   | { t: 'start'; jobId: string; ms: number }
-  | { t: 'stats'; heartbeatRttMs: number[]; sessionErrors: number };
+  | { t: 'stats'; phases: Record<string, PhaseStats>; sessionErrors: number };
+
+/** Measures this process' event-loop delay and CPU, phase by phase. */
+export class LoopMeter {
+  private readonly histogram = monitorEventLoopDelay({ resolution: 10 });
+  private cpu = process.cpuUsage();
+  private since = performance.now();
+
+  constructor() {
+    this.histogram.enable();
+  }
+
+  /** The figures since the previous take (or since construction); then starts over. */
+  take(): LoopFigures {
+    const ms = (ns: number): number => (Number.isFinite(ns) ? Math.round(ns / 1e5) / 10 : 0);
+    const cpu = process.cpuUsage(this.cpu);
+    const seconds = Math.max(0.001, (performance.now() - this.since) / 1000);
+    const figures = {
+      loopDelayP50Ms: this.histogram.count > 0 ? ms(this.histogram.percentile(50)) : 0,
+      loopDelayP99Ms: this.histogram.count > 0 ? ms(this.histogram.percentile(99)) : 0,
+      loopDelayMaxMs: this.histogram.count > 0 ? ms(this.histogram.max) : 0,
+      cpuCores: Math.round(((cpu.user + cpu.system) / 1e6 / seconds) * 100) / 100,
+    };
+    this.histogram.reset();
+    this.cpu = process.cpuUsage();
+    this.since = performance.now();
+    return figures;
+  }
+
+  stop(): void {
+    this.histogram.disable();
+  }
+}
 
 const self = path.join(import.meta.dirname, 'coordinator-scale-agents.ts');
 
@@ -54,13 +105,18 @@ export class LightAgents {
     return this.child.pid;
   }
 
-  /** Ends every session and returns the heartbeat round trips seen. */
+  /** Starts a new phase: the heartbeat round trips and loop delay from now on are counted under this name. */
+  phase(name: string): void {
+    this.child.stdin?.write(`${name}\n`);
+  }
+
+  /** Ends every session and returns the figures of each phase. */
   async stop(): Promise<Extract<LightAgentsLine, { t: 'stats' }>> {
     this.child.stdin?.end();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 20_000);
     await this.exited;
     clearTimeout(timer);
-    return this.stats ?? { t: 'stats', heartbeatRttMs: [], sessionErrors: 0 };
+    return this.stats ?? { t: 'stats', phases: {}, sessionErrors: 0 };
   }
 }
 
@@ -74,7 +130,7 @@ class LightAgent {
   private readonly index: number;
   private readonly nodeId: string;
   private readonly opts: LightAgentsOptions;
-  private readonly rtts: number[];
+  private readonly phases: Phases;
   private eventId = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -82,9 +138,9 @@ class LightAgent {
   private registered = false;
   errors = 0;
 
-  constructor(index: number, opts: LightAgentsOptions, rtts: number[]) {
+  constructor(index: number, opts: LightAgentsOptions, phases: Phases) {
     this.opts = opts;
-    this.rtts = rtts;
+    this.phases = phases;
     this.index = index;
     this.nodeId = `${opts.prefix}-${String(index).padStart(4, '0')}`;
     this.connect();
@@ -180,7 +236,7 @@ class LightAgent {
   /** The round trip of the latest heartbeat, when its acknowledgement comes. */
   onHeartbeatAck(): void {
     if (this.pendingHeartbeat === undefined) return;
-    this.rtts.push(Date.now() - this.pendingHeartbeat);
+    this.phases.rtts.push(Date.now() - this.pendingHeartbeat);
     this.pendingHeartbeat = undefined;
   }
 
@@ -201,17 +257,39 @@ class LightAgent {
   }
 }
 
+/** The round trips of the current phase. */
+class Phases {
+  current = 'register';
+  rtts: number[] = [];
+  readonly done: Record<string, PhaseStats> = {};
+  private readonly meter = new LoopMeter();
+
+  next(name: string): void {
+    this.done[this.current] = { heartbeatRttMs: this.rtts, ...this.meter.take() };
+    this.current = name;
+    this.rtts = [];
+  }
+
+  end(): void {
+    this.next('');
+    this.meter.stop();
+  }
+}
+
 async function main(opts: LightAgentsOptions): Promise<void> {
-  const rtts: number[] = [];
+  const phases = new Phases();
   const agents: LightAgent[] = [];
+  // Each line on stdin starts a phase: its name.
+  createInterface({ input: process.stdin }).on('line', (name) => phases.next(name.trim()));
+  const ended = new Promise<void>((resolve) => process.stdin.once('end', resolve));
   for (let i = 0; i < opts.count; i++) {
-    const agent = new LightAgent(i, opts, rtts);
+    const agent = new LightAgent(i, opts, phases);
     agents.push(agent);
     if ((i + 1) % opts.connectPer100Ms === 0) await new Promise((r) => setTimeout(r, 100));
   }
-  process.stdin.resume();
-  await new Promise<void>((resolve) => process.stdin.once('end', resolve));
-  print({ t: 'stats', heartbeatRttMs: rtts, sessionErrors: agents.reduce((n, a) => n + a.errors, 0) });
+  await ended;
+  phases.end();
+  print({ t: 'stats', phases: phases.done, sessionErrors: agents.reduce((n, a) => n + a.errors, 0) });
   for (const a of agents) a.close();
 }
 

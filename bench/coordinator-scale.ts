@@ -13,7 +13,7 @@ import { validateJobSpec } from '../src/spec/job-spec.ts';
 import { VERSION } from '../src/version.ts';
 import { freePort, waitUntil } from '../test/helpers/cluster.ts';
 import { cdfPlot, writePlot } from './svg.ts';
-import { LightAgents, type LightAgentsLine } from './coordinator-scale-agents.ts';
+import { LightAgents, LoopMeter, type LightAgentsLine, type LoopFigures, type PhaseStats } from './coordinator-scale-agents.ts';
 import { cpuSeconds } from './footprint-proc.ts';
 import { percentile, type BenchResult, type Benchmark, type BenchOptions, type Figure } from './types.ts';
 
@@ -112,6 +112,12 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
     }, 30_000, () => `the coordinator did not answer; its log:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
 
     // 1. The fleet registers.
+    const callers = new LoopMeter();
+    const callerLoop = new Map<string, LoopFigures>();
+    const phase = (name: string, ended: string): void => {
+      callerLoop.set(ended, callers.take());
+      for (const f of fleets) f.phase(name);
+    };
     const onLine = (line: LightAgentsLine): void => {
       if (line.t === 'registered') registered.push(line.ms);
       else if (line.t === 'start') started.set(line.jobId, line.ms);
@@ -129,49 +135,101 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
     opts.log(`coordinator-scale: ${p.agents} agents registered in ${registerSeconds.toFixed(1)} s (coordinator ${reg.cores.toFixed(2)} cores, waiting for a CPU ${reg.waiting.toFixed(2)} s/s; load average ${os.loadavg()[0]?.toFixed(1)})`);
 
     // 2. Heartbeats only.
+    phase('idle', 'register');
     const idle = await cpuOver(pid, () => new Promise((r) => setTimeout(r, p.windowSeconds * 1000)));
     opts.log(`coordinator-scale: ${p.agents} agents heartbeating every ${p.heartbeatSeconds} s: coordinator ${idle.cores.toFixed(3)} cores`);
 
-    // 3. Jobs submitted through the Control API and placed.
+    // 3. Jobs submitted through the Control API and placed, while one caller reads jobs back to back.
+    phase('placing', 'idle');
     const spec = validateJobSpec({ name: 'scale', image: 'bench/none:1', command: ['true'], resources: { gpus: 1 }, pullPolicy: 'never' });
     const submitted = new Map<string, number>();
     const submitLatency: number[] = [];
+    const getWhilePlacing: number[] = [];
     const placeStart = Date.now();
     const place = await cpuOver(pid, async () => {
       let next = 0;
-      await Promise.all(
-        Array.from({ length: p.submitters }, async () => {
-          while (next < p.jobs) {
-            next++;
-            const t = performance.now();
-            const sentMs = Date.now();
-            const job = await client.submitJob(spec);
-            submitLatency.push(performance.now() - t);
-            submitted.set(job.jobId, sentMs);
+      let placing = true;
+      const reader = (async () => {
+        while (placing) {
+          const ids = [...submitted.keys()];
+          if (ids.length === 0) {
+            await new Promise((r) => setTimeout(r, 5));
+            continue;
           }
-        }),
-      );
-      await waitUntil(() => [...submitted.keys()].every((id) => started.has(id)), 300_000, () => `${[...submitted.keys()].filter((id) => started.has(id)).length} of ${p.jobs} jobs reached their node`);
+          const t = performance.now();
+          await client.getJob(ids[Math.floor(Math.random() * ids.length)] ?? '');
+          getWhilePlacing.push(performance.now() - t);
+        }
+      })();
+      try {
+        await Promise.all(
+          Array.from({ length: p.submitters }, async () => {
+            while (next < p.jobs) {
+              next++;
+              const t = performance.now();
+              const sentMs = Date.now();
+              const job = await client.submitJob(spec);
+              submitLatency.push(performance.now() - t);
+              submitted.set(job.jobId, sentMs);
+            }
+          }),
+        );
+        await waitUntil(() => [...submitted.keys()].every((id) => started.has(id)), 300_000, () => `${[...submitted.keys()].filter((id) => started.has(id)).length} of ${p.jobs} jobs reached their node`);
+      } finally {
+        placing = false;
+        await reader;
+      }
     });
     const placedMs = Math.max(...[...submitted.keys()].map((id) => started.get(id) ?? 0));
     const placeSeconds = (placedMs - placeStart) / 1000;
     const startLatency = [...submitted].map(([id, sent]) => (started.get(id) ?? sent) - sent);
-    opts.log(`coordinator-scale: ${p.jobs} jobs submitted and placed in ${placeSeconds.toFixed(1)} s (coordinator ${place.cores.toFixed(2)} cores, waiting for a CPU ${place.waiting.toFixed(2)} s/s); submit to StartJob p99 ${percentile(startLatency, 99).toFixed(0)} ms`);
+    opts.log(`coordinator-scale: ${p.jobs} jobs submitted and placed in ${placeSeconds.toFixed(1)} s (coordinator ${place.cores.toFixed(2)} cores, waiting for a CPU ${place.waiting.toFixed(2)} s/s); SubmitJob p99 ${percentile(submitLatency, 99).toFixed(0)} ms, GetJob meanwhile p99 ${percentile(getWhilePlacing, 99).toFixed(0)} ms, submit to StartJob p99 ${percentile(startLatency, 99).toFixed(0)} ms`);
 
     // 4. Commands while the fleet heartbeats and the jobs report RUNNING, then SUCCEEDED.
+    phase('reporting', 'placing');
     const ids = [...submitted.keys()];
-    const commands = await cpuOver(pid, async () => {
+    const commandLoops = async (): Promise<{ getJob: number[]; listJobs: number[] }> => {
       const getJob = timedLoop(p.windowSeconds, () => client.getJob(ids[Math.floor(Math.random() * ids.length)] ?? ''));
       const listJobs = timedLoop(p.windowSeconds, () => client.listJobs());
       return { getJob: await getJob, listJobs: await listJobs };
-    });
-    opts.log(`coordinator-scale: GetJob p99 ${percentile(commands.result.getJob, 99).toFixed(1)} ms, ListJobs (${p.jobs} jobs) p99 ${percentile(commands.result.listJobs, 99).toFixed(1)} ms (coordinator ${commands.cores.toFixed(2)} cores, waiting for a CPU ${commands.waiting.toFixed(2)} s/s; load average ${os.loadavg()[0]?.toFixed(1)})`);
-
+    };
+    const commands = await cpuOver(pid, commandLoops);
+    opts.log(`coordinator-scale: while jobs report: GetJob p99 ${percentile(commands.result.getJob, 99).toFixed(1)} ms, ListJobs (${p.jobs} jobs) p99 ${percentile(commands.result.listJobs, 99).toFixed(1)} ms (coordinator ${commands.cores.toFixed(2)} cores, waiting for a CPU ${commands.waiting.toFixed(2)} s/s; load average ${os.loadavg()[0]?.toFixed(1)})`);
     const loadDuringCommands = os.loadavg()[0] ?? 0;
+
+    // 5. The same commands once every job has ended: the fleet only heartbeats.
+    await waitUntil(async () => (await client.listJobs()).every((j) => j.state === 'succeeded'), 120_000, () => 'the jobs did not all succeed');
+    phase('idle-commands', 'reporting');
+    const idleCommands = await cpuOver(pid, commandLoops);
+    phase('end', 'idle-commands');
+    callers.stop();
+    opts.log(`coordinator-scale: heartbeats only: GetJob p99 ${percentile(idleCommands.result.getJob, 99).toFixed(1)} ms, ListJobs (${p.jobs} jobs) p99 ${percentile(idleCommands.result.listJobs, 99).toFixed(1)} ms (coordinator ${idleCommands.cores.toFixed(2)} cores)`);
+
     const stats = await Promise.all(fleets.map((f) => f.stop()));
     fleets.length = 0;
-    const rtts = stats.flatMap((s) => s.heartbeatRttMs);
     const sessionErrors = stats.reduce((n, s) => n + s.sessionErrors, 0);
+    const rttsOf = (name: string): number[] => stats.flatMap((s) => s.phases[name]?.heartbeatRttMs ?? []);
+    /** The worst of the agents' processes in that phase. */
+    const agentLoop = (name: string): LoopFigures => {
+      const each = stats.map((s) => s.phases[name]).filter((f): f is PhaseStats => f !== undefined);
+      return {
+        loopDelayP50Ms: Math.max(0, ...each.map((f) => f.loopDelayP50Ms)),
+        loopDelayP99Ms: Math.max(0, ...each.map((f) => f.loopDelayP99Ms)),
+        loopDelayMaxMs: Math.max(0, ...each.map((f) => f.loopDelayMaxMs)),
+        cpuCores: Math.round(each.reduce((n, f) => n + f.cpuCores, 0) * 100) / 100,
+      };
+    };
+    const phaseNames = [
+      ['idle', 'heartbeats only'],
+      ['placing', 'while placing'],
+      ['reporting', 'while jobs report'],
+      ['idle-commands', 'commands, heartbeats only'],
+    ] as const;
+    for (const [name, what] of phaseNames) {
+      const a = agentLoop(name);
+      const c = callerLoop.get(name);
+      opts.log(`coordinator-scale: ${what}: heartbeat round trip p99 ${percentile(rttsOf(name), 99).toFixed(0)} ms; light agents' event-loop delay p99 ${a.loopDelayP99Ms} ms (max ${a.loopDelayMaxMs}), ${a.cpuCores} cores; callers' event-loop delay p99 ${c?.loopDelayP99Ms ?? NaN} ms`);
+    }
 
     const plots = [
       writePlot(
@@ -181,9 +239,13 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
           title: `Coordinator with ${p.agents} agents: latency`,
           xLabel: 'milliseconds',
           series: [
-            { name: 'heartbeat round trip', values: rtts },
-            { name: 'GetJob', values: commands.result.getJob },
-            { name: `ListJobs (${p.jobs} jobs)`, values: commands.result.listJobs },
+            { name: 'heartbeat round trip, heartbeats only', values: rttsOf('idle') },
+            { name: 'heartbeat round trip while placing', values: rttsOf('placing') },
+            { name: 'SubmitJob', values: submitLatency },
+            { name: 'GetJob while placing', values: getWhilePlacing },
+            { name: 'GetJob while jobs report', values: commands.result.getJob },
+            { name: 'GetJob, heartbeats only', values: idleCommands.result.getJob },
+            { name: `ListJobs (${p.jobs} jobs) while jobs report`, values: commands.result.listJobs },
             { name: 'SubmitJob to StartJob at the agent', values: startLatency },
           ],
           logX: true,
@@ -196,18 +258,28 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
       single('coordinator CPU, heartbeats only', 'cores', round2(idle.cores)),
       single(`time to submit and place ${p.jobs} jobs`, 's', round2(placeSeconds)),
       single(`coordinator CPU while placing`, 'cores', round2(place.cores)),
-      single(`coordinator CPU during commands`, 'cores', round2(commands.cores)),
+      single(`coordinator CPU while jobs report (commands)`, 'cores', round2(commands.cores)),
+      single(`coordinator CPU, heartbeats only (commands)`, 'cores', round2(idleCommands.cores)),
       single('coordinator waiting for a CPU while placing', 's/s', round2(place.waiting)),
       single('coordinator waiting for a CPU during commands', 's/s', round2(commands.waiting)),
       single('machine load average (1 min) during commands', 'runnable', round2(loadDuringCommands)),
-      ...latencyFigures('heartbeat round trip', rtts),
+      single("light agents' event-loop delay p99, heartbeats only", 'ms', agentLoop('idle').loopDelayP99Ms),
+      single("light agents' event-loop delay p99 while placing", 'ms', agentLoop('placing').loopDelayP99Ms),
+      single("light agents' CPU while placing", 'cores', agentLoop('placing').cpuCores),
+      single("callers' event-loop delay p99 while placing", 'ms', callerLoop.get('placing')?.loopDelayP99Ms ?? NaN),
+      ...latencyFigures('heartbeat round trip, heartbeats only', rttsOf('idle')),
+      ...latencyFigures('heartbeat round trip while placing', rttsOf('placing')),
       ...latencyFigures('SubmitJob', submitLatency),
       ...latencyFigures('SubmitJob to StartJob at the agent', startLatency),
-      ...latencyFigures('GetJob', commands.result.getJob),
-      ...latencyFigures(`ListJobs (${p.jobs} jobs)`, commands.result.listJobs),
+      ...latencyFigures('GetJob while placing', getWhilePlacing),
+      ...latencyFigures('GetJob while jobs report', commands.result.getJob),
+      ...latencyFigures(`ListJobs (${p.jobs} jobs) while jobs report`, commands.result.listJobs),
+      ...latencyFigures('GetJob, heartbeats only', idleCommands.result.getJob),
+      ...latencyFigures(`ListJobs (${p.jobs} jobs), heartbeats only`, idleCommands.result.listJobs),
     ];
     const p99 = (name: string): number => figures.find((f) => f.name === `${name} p99`)?.median ?? NaN;
-    const maxCores = Math.max(idle.cores, place.cores, commands.cores);
+    const maxCores = Math.max(idle.cores, place.cores, commands.cores, idleCommands.cores);
+    const commandP99s = ['SubmitJob', 'GetJob while placing', 'GetJob while jobs report', 'GetJob, heartbeats only'];
     return {
       id: 'coordinator-scale',
       title: 'Coordinator scale',
@@ -224,8 +296,12 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
           subjects: [{ name: 'stevedore', version: VERSION, figures }],
           ratios: [],
           targets: [
-            { text: `one core holds ${p.agents} agents`, met: maxCores < 1, detail: `coordinator CPU ${round2(idle.cores)} cores with heartbeats only, ${round2(place.cores)} while placing, ${round2(commands.cores)} during commands` },
-            { text: 'p99 of a command under 100 ms', met: p99('GetJob') < 100 && p99('SubmitJob') < 100, detail: `GetJob p99 ${p99('GetJob')} ms, SubmitJob p99 ${p99('SubmitJob')} ms, heartbeat round trip p99 ${p99('heartbeat round trip')} ms, ListJobs of ${p.jobs} jobs p99 ${p99(`ListJobs (${p.jobs} jobs)`)} ms` },
+            { text: `one core holds ${p.agents} agents`, met: maxCores < 1, detail: `coordinator CPU ${round2(idle.cores)} cores with heartbeats only, ${round2(place.cores)} while placing, ${round2(commands.cores)} during commands while jobs report, ${round2(idleCommands.cores)} during commands with heartbeats only` },
+            {
+              text: 'p99 of a command under 100 ms',
+              met: commandP99s.every((name) => p99(name) < 100),
+              detail: `${commandP99s.map((name) => `${name} p99 ${p99(name)} ms`).join(', ')}; heartbeat round trip p99 ${p99('heartbeat round trip, heartbeats only')} ms with heartbeats only, ${p99('heartbeat round trip while placing')} ms while placing; ListJobs of ${p.jobs} jobs p99 ${p99(`ListJobs (${p.jobs} jobs) while jobs report`)} ms while jobs report, ${p99(`ListJobs (${p.jobs} jobs), heartbeats only`)} ms with heartbeats only`,
+            },
           ],
         },
       ],
