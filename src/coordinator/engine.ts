@@ -25,7 +25,7 @@ import type { Inventory__Output } from '../gen/stevedore/v1/Inventory.ts';
 import type { AttemptProgress__Output } from '../gen/stevedore/v1/AttemptProgress.ts';
 import { isAttemptActive } from './store.ts';
 import type {
-  Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, DrainReportRecord, JobRecord, NodeRecord, NoticeRecord,
+  Store, AttemptRecord, AttemptStateName, CheckpointRecord, CommandKind, DrainReportRecord, JobHistory, JobRecord, NodeRecord, NoticeRecord,
   PlacementRecord, RestartCounts, RestoreRecord,
 } from './store.ts';
 import { assertTransition, isTerminal } from './job-state.ts';
@@ -265,8 +265,13 @@ export class Engine {
   private flushSoon(): void {
     this.flushPending = false;
     if (this.store.isClosed) return; // shut down in this turn: close() flushed what there was
+    // While a flush runs, what a pass places could only go out after the next
+    // flush, which starts when this one ends: the pass waits for it, and then
+    // covers every change made meanwhile at once (one pass per flush instead
+    // of one per turn of the event loop).
+    if (this.syncing) return;
     this.runSchedulePass();
-    if (this.syncing || this.durableWaiters.length === 0) return;
+    if (this.durableWaiters.length === 0) return;
     const waiters = this.durableWaiters;
     this.durableWaiters = [];
     this.syncing = true;
@@ -282,7 +287,7 @@ export class Engine {
       }
       this.syncFailures = 0;
       this.runWaiters(waiters);
-      if (this.durableWaiters.length > 0) this.requestFlush();
+      if (this.durableWaiters.length > 0 || this.scheduleWanted) this.requestFlush();
     });
   }
 
@@ -363,13 +368,14 @@ export class Engine {
   }
 
   listJobs(): JobView[] {
-    return this.store.listJobs().map((job) => this.jobView(job));
+    const histories = this.store.allJobHistories();
+    // A job missing from every table of histories has no attempt, report or restart yet.
+    const none = (): JobHistory => ({ attempts: [], restores: new Map(), placements: new Map(), drains: new Map(), restarts: { preemptions: 0, failures: 0 } });
+    return this.store.listJobs().map((job) => this.jobView(job, histories.get(job.jobId) ?? none()));
   }
 
-  private jobView(job: JobRecord): JobView {
-    const restores = this.store.restoresOfJob(job.jobId);
-    const placements = this.store.placementsOfJob(job.jobId);
-    const drains = this.store.drainReportsOfJob(job.jobId);
+  private jobView(job: JobRecord, history: JobHistory = this.store.jobHistory(job.jobId)): JobView {
+    const { restores, placements, drains } = history;
     const notices = new Map<string, NoticeRecord[]>();
     const noticesOf = (nodeId: string): NoticeRecord[] => {
       let list = notices.get(nodeId);
@@ -379,7 +385,7 @@ export class Engine {
       }
       return list;
     };
-    const attempts = this.store.attemptsOfJob(job.jobId).map((a): AttemptView => {
+    const attempts = history.attempts.map((a): AttemptView => {
       const drain = drains.get(a.attempt) ?? null;
       let notice: NoticeRecord | null = null;
       if (drain?.noticeId) notice = this.store.getNotice(a.nodeId, drain.noticeId) ?? null;
@@ -390,7 +396,7 @@ export class Engine {
       const progress = this.progress.get(progressKey(a.jobId, a.attempt)) ?? null;
       return { ...a, restore: restores.get(a.attempt) ?? null, placement: placements.get(a.attempt) ?? null, notice, drain, progress };
     });
-    return { ...job, attempts, restarts: this.store.getRestarts(job.jobId) };
+    return { ...job, attempts, restarts: history.restarts };
   }
 
   /** The job's committed checkpoints as agents reported them, newest first (by step, then commit time). */
@@ -627,7 +633,7 @@ export class Engine {
   /** The inventory with each GPU's latest reported health. */
   private withGpuHealth(nodeId: string, inventory: Inventory__Output | null): Inventory__Output | null {
     const latest = this.gpuHealth.get(nodeId);
-    if (!inventory || !latest) return inventory;
+    if (!inventory || !latest || latest.size === 0) return inventory;
     return { ...inventory, gpus: inventory.gpus.map((g) => ({ ...g, health: latest.get(g.uuid) ?? g.health })) };
   }
 

@@ -163,6 +163,16 @@ export interface RestartCounts {
   failures: number;
 }
 
+/** What the job view shows of a job besides its record: its attempts and what was reported of each. */
+export interface JobHistory {
+  /** By attempt number. */
+  attempts: AttemptRecord[];
+  restores: Map<number, RestoreRecord>;
+  placements: Map<number, PlacementRecord>;
+  drains: Map<number, DrainReportRecord>;
+  restarts: RestartCounts;
+}
+
 export interface StoredEvent {
   nodeId: string;
   eventId: number;
@@ -338,11 +348,11 @@ function toNode(r: Row): NodeRecord {
   };
 }
 
-function toJob(r: Row): JobRecord {
+function toJob(r: Row, spec: JobSpec): JobRecord {
   return {
     jobId: str(r.job_id),
     seq: num(r.seq),
-    spec: parseJson<JobSpec>(r.spec, {} as JobSpec),
+    spec,
     state: str(r.state) as JobState,
     message: str(r.message),
     createdMs: num(r.created_ms),
@@ -449,6 +459,10 @@ function toDrainReport(r: Row): DrainReportRecord {
   };
 }
 
+function toPlacement(r: Row): PlacementRecord {
+  return { jobId: str(r.job_id), attempt: num(r.attempt), hostname: str(r.hostname), zone: str(r.zone), region: str(r.region) };
+}
+
 const ACTIVE_ATTEMPT_SQL = `state NOT IN ('ATTEMPT_STATE_SUCCEEDED','ATTEMPT_STATE_FAILED','ATTEMPT_STATE_CANCELLED','ATTEMPT_STATE_LOST','ATTEMPT_STATE_PREEMPTED')`;
 
 export class Store {
@@ -475,6 +489,8 @@ export class Store {
    * loads what the database holds.
    */
   private nodeCache: Map<string, NodeRecord> | undefined;
+  /** Each job's parsed spec, with the text it was parsed from (see toJob). */
+  private readonly specs = new Map<string, { raw: string; spec: JobSpec }>();
   /** nodeCache's records by node id; undefined when a write changed them since. */
   private nodeList: NodeRecord[] | undefined;
 
@@ -740,6 +756,22 @@ export class Store {
 
   // ---- jobs ----
 
+  /**
+   * A job row as a record. A job's spec never changes once stored, so it is
+   * parsed once per job and shared (read-only) by every record of the job;
+   * the stored text is compared each time, so a cached spec is never stale.
+   */
+  private toJob(r: Row): JobRecord {
+    const jobId = str(r.job_id);
+    const raw = typeof r.spec === 'string' ? r.spec : '';
+    let cached = this.specs.get(jobId);
+    if (cached?.raw !== raw) {
+      cached = { raw, spec: parseJson<JobSpec>(r.spec, {} as JobSpec) };
+      this.specs.set(jobId, cached);
+    }
+    return toJob(r, cached.spec);
+  }
+
   insertJob(j: Omit<JobRecord, 'seq'>): JobRecord {
     this
       .sql('INSERT INTO jobs (job_id, spec, state, message, created_ms, updated_ms, current_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)')
@@ -751,17 +783,17 @@ export class Store {
 
   getJob(jobId: string): JobRecord | undefined {
     const r = this.sql('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as Row | undefined;
-    return r ? toJob(r) : undefined;
+    return r ? this.toJob(r) : undefined;
   }
 
   /** Newest first. */
   listJobs(): JobRecord[] {
-    return (this.sql('SELECT * FROM jobs ORDER BY seq DESC').all() as Row[]).map(toJob);
+    return (this.sql('SELECT * FROM jobs ORDER BY seq DESC').all() as Row[]).map((r) => this.toJob(r));
   }
 
   /** Queued jobs, oldest first. */
   queuedJobs(): JobRecord[] {
-    return (this.sql(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq`).all() as Row[]).map(toJob);
+    return (this.sql(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq`).all() as Row[]).map((r) => this.toJob(r));
   }
 
   updateJob(jobId: string, patch: { state?: JobState; message?: string; currentAttempt?: number }, nowMs: number): void {
@@ -816,6 +848,53 @@ export class Store {
     if (patch.endedMs !== undefined) { sets.push('ended_ms = ?'); values.push(patch.endedMs); }
     if (sets.length === 0) return;
     this.sql(`UPDATE attempts SET ${sets.join(', ')} WHERE job_id = ? AND attempt = ?`).run(...values, jobId, attempt);
+  }
+
+  /** The job's history (see JobHistory). */
+  jobHistory(jobId: string): JobHistory {
+    return {
+      attempts: this.attemptsOfJob(jobId),
+      restores: this.restoresOfJob(jobId),
+      placements: this.placementsOfJob(jobId),
+      drains: this.drainReportsOfJob(jobId),
+      restarts: this.getRestarts(jobId),
+    };
+  }
+
+  /**
+   * Every job's history, read with one query per table instead of five per
+   * job (ListJobs of thousands of jobs). A job with no attempt yet has none.
+   */
+  allJobHistories(): Map<string, JobHistory> {
+    const out = new Map<string, JobHistory>();
+    const of = (jobId: string): JobHistory => {
+      let h = out.get(jobId);
+      if (!h) {
+        h = { attempts: [], restores: new Map(), placements: new Map(), drains: new Map(), restarts: { preemptions: 0, failures: 0 } };
+        out.set(jobId, h);
+      }
+      return h;
+    };
+    for (const r of this.sql('SELECT * FROM attempts ORDER BY job_id, attempt').all() as Row[]) {
+      const a = toAttempt(r);
+      of(a.jobId).attempts.push(a);
+    }
+    for (const r of this.sql('SELECT * FROM attempt_restores').all() as Row[]) {
+      const x = toRestore(r);
+      of(x.jobId).restores.set(x.attempt, x);
+    }
+    for (const r of this.sql('SELECT * FROM attempt_placements').all() as Row[]) {
+      const x = toPlacement(r);
+      of(x.jobId).placements.set(x.attempt, x);
+    }
+    for (const r of this.sql('SELECT * FROM drain_reports').all() as Row[]) {
+      const x = toDrainReport(r);
+      of(x.jobId).drains.set(x.attempt, x);
+    }
+    for (const r of this.sql('SELECT * FROM job_restarts').all() as Row[]) {
+      of(str(r.job_id)).restarts = { preemptions: num(r.preemptions), failures: num(r.failures) };
+    }
+    return out;
   }
 
   // ---- events, commands, logs ----
@@ -964,8 +1043,8 @@ export class Store {
 
   /** Where each attempt of the job was placed, by attempt number. */
   placementsOfJob(jobId: string): Map<number, PlacementRecord> {
-    const rows = this.sql('SELECT * FROM attempt_placements WHERE job_id = ?').all(jobId) as Row[];
-    return new Map(rows.map((r) => [num(r.attempt), { jobId: str(r.job_id), attempt: num(r.attempt), hostname: str(r.hostname), zone: str(r.zone), region: str(r.region) }]));
+    const rows = (this.sql('SELECT * FROM attempt_placements WHERE job_id = ?').all(jobId) as Row[]).map(toPlacement);
+    return new Map(rows.map((r) => [r.attempt, r]));
   }
 
   getRestarts(jobId: string): RestartCounts {
