@@ -7,6 +7,8 @@
 // devices) only where its security policy allows (src/spec/job-spec.ts).
 // Engine failures become StevedoreErrors whose message carries the engine's
 // own words and what to do about them.
+// First: keeps ssh2 unloaded unless the Docker host is ssh:// (see the module).
+import './docker-modem-ssh.ts';
 import Docker from 'dockerode';
 import { systemClock } from '../util/clock.ts';
 import type { Clock, Timer } from '../util/clock.ts';
