@@ -15,6 +15,7 @@ import { freePort, waitUntil } from '../test/helpers/cluster.ts';
 import { cdfPlot, writePlot } from './svg.ts';
 import { LightAgents, LoopMeter, type LightAgentsLine, type LoopFigures, type PhaseStats } from './coordinator-scale-agents.ts';
 import { cpuSeconds } from './footprint-proc.ts';
+import { listJobsElsewhere } from './coordinator-scale-lister.ts';
 import { percentile, type BenchResult, type Benchmark, type BenchOptions, type Figure } from './types.ts';
 
 const stevedoreBin = path.resolve(import.meta.dirname, '..', 'bin', 'stevedore.js');
@@ -188,10 +189,11 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
     // 4. Commands while the fleet heartbeats and the jobs report RUNNING, then SUCCEEDED.
     phase('reporting', 'placing');
     const ids = [...submitted.keys()];
+    // GetJob timed here; ListJobs back to back meanwhile from a process of its own (see coordinator-scale-lister.ts).
     const commandLoops = async (): Promise<{ getJob: number[]; listJobs: number[] }> => {
+      const listJobs = listJobsElsewhere(address, p.windowSeconds);
       const getJob = timedLoop(p.windowSeconds, () => client.getJob(ids[Math.floor(Math.random() * ids.length)] ?? ''));
-      const listJobs = timedLoop(p.windowSeconds, () => client.listJobs());
-      return { getJob: await getJob, listJobs: await listJobs };
+      return { getJob: await getJob, listJobs: (await listJobs).latencyMs };
     };
     const commands = await cpuOver(pid, commandLoops);
     opts.log(`coordinator-scale: while jobs report: GetJob p99 ${percentile(commands.result.getJob, 99).toFixed(1)} ms, ListJobs (${p.jobs} jobs) p99 ${percentile(commands.result.listJobs, 99).toFixed(1)} ms (coordinator ${commands.cores.toFixed(2)} cores, waiting for a CPU ${commands.waiting.toFixed(2)} s/s; load average ${os.loadavg()[0]?.toFixed(1)})`);

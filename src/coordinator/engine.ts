@@ -1016,21 +1016,10 @@ export class Engine {
     if (queued.length === 0) return;
     const now = this.clock.now();
     for (const [jobId, a] of this.avoid) if (a.untilMs <= now) this.avoid.delete(jobId);
-    const nodeViews = this.listNodes();
-    const nodes: NodeCapacity[] = nodeViews
-      .filter((n) => n.viewState === 'online' && this.sink.isOnline(n.nodeId))
-      .map((n) => ({
-        nodeId: n.nodeId,
-        freeGpus: n.freeGpus,
-        healthyGpus: n.healthyGpus,
-        unhealthy: n.unhealthy,
-        activeAttempts: n.activeAttempts,
-        zone: n.labels.zone ?? '',
-        region: n.labels.region ?? '',
-      }));
+    const nodes = this.capacities();
     const pending: PendingJob[] = queued.map((j) => {
       const a = this.avoid.get(j.jobId);
-      const gone = this.goneFrom(j, nodeViews);
+      const gone = this.goneFrom(j);
       return {
         jobId: j.jobId,
         gpus: j.spec.resources.gpus,
@@ -1040,7 +1029,8 @@ export class Engine {
       };
     });
     const plan = planPlacement(pending, nodes);
-    const nodeById = new Map(nodeViews.map((n) => [n.nodeId, n]));
+    const queuedById = new Map(queued.map((j) => [j.jobId, j]));
+    const pendingById = new Map(pending.map((j) => [j.jobId, j]));
     /** Queue waits of the placements, reported once they are committed. */
     const waits: number[] = [];
     this.mutate(() => {
@@ -1056,7 +1046,7 @@ export class Engine {
           message: '', containerId: '', startedMs: now, endedMs: 0,
         });
         this.store.updateJob(jobId, { currentAttempt: attempt }, now);
-        const node = nodeById.get(nodeId);
+        const node = this.store.getNode(nodeId);
         this.store.setPlacement({ jobId, attempt, hostname: node?.hostname ?? nodeId, zone: node?.labels.zone ?? '', region: node?.labels.region ?? '' });
         job.currentAttempt = attempt;
         this.setJob(job, 'scheduled', `placed on ${nodeId} (attempt ${attempt})`);
@@ -1065,9 +1055,9 @@ export class Engine {
         this.logger.info({ jobId, attempt, nodeId }, 'job placed');
       }
       for (const { jobId, message } of plan.waiting) {
-        const job = queued.find((j) => j.jobId === jobId);
+        const job = queuedById.get(jobId);
         if (!job) continue;
-        const gone = pending.find((p) => p.jobId === jobId)?.awayFrom ? this.store.getAttempt(jobId, job.currentAttempt) : undefined;
+        const gone = pendingById.get(jobId)?.awayFrom ? this.store.getAttempt(jobId, job.currentAttempt) : undefined;
         const full = gone ? `${message} (to resume: attempt ${gone.attempt} was ${shortState(gone.state)} on ${gone.nodeId})` : message;
         if (job.message !== full) this.setJobMessage(jobId, full);
       }
@@ -1076,15 +1066,67 @@ export class Engine {
   }
 
   /**
+   * What placement needs of each node that can take a job now (online, with
+   * a session, neither draining nor preempting): the same figures as
+   * listNodes() gives, computed without building a full view of every node
+   * (a pass runs once per flush while jobs arrive; with thousands of nodes
+   * the views cost more than the rest of the pass).
+   */
+  private capacities(): NodeCapacity[] {
+    const preempting = this.store.preemptingNodes();
+    const gpusOf = this.jobGpuLookup();
+    const holds = new Map<string, { held: Set<string>; unconfirmed: number; count: number }>();
+    for (const a of this.store.activeAttemptHolds()) {
+      let h = holds.get(a.nodeId);
+      if (!h) {
+        h = { held: new Set(), unconfirmed: 0, count: 0 };
+        holds.set(a.nodeId, h);
+      }
+      h.count++;
+      // GPUs held by attempts the agent has not confirmed yet count by number.
+      if (a.gpuUuids.length === 0) h.unconfirmed += gpusOf(a.jobId);
+      else for (const uuid of a.gpuUuids) h.held.add(uuid);
+    }
+    const out: NodeCapacity[] = [];
+    for (const node of this.store.nodeRecords()) {
+      if (node.state !== 'online' || node.draining || preempting.has(node.nodeId) || !this.sink.isOnline(node.nodeId)) continue;
+      const latest = this.gpuHealth.get(node.nodeId);
+      const h = holds.get(node.nodeId);
+      let healthy = 0;
+      let free = 0;
+      let unhealthy: string[] | undefined;
+      for (const g of node.inventory?.gpus ?? []) {
+        const health = latest?.get(g.uuid) ?? g.health;
+        if (health?.healthy === false) {
+          (unhealthy ??= []).push(`GPU ${g.index} (${g.uuid}): ${health.problems.join('; ') || 'not healthy'}`);
+          continue;
+        }
+        healthy++;
+        if (!h?.held.has(g.uuid)) free++;
+      }
+      out.push({
+        nodeId: node.nodeId,
+        freeGpus: Math.max(0, free - (h?.unconfirmed ?? 0)),
+        healthyGpus: healthy,
+        unhealthy: unhealthy ?? [],
+        activeAttempts: h?.count ?? 0,
+        zone: node.labels.zone ?? '',
+        region: node.labels.region ?? '',
+      });
+    }
+    return out;
+  }
+
+  /**
    * For a job whose last attempt was preempted or lost: where that was (to
    * prefer another zone) and the node itself unless it registered since.
    */
-  private goneFrom(job: JobRecord, nodes: readonly NodeView[]): { location: Location; exclude: string | undefined } | undefined {
+  private goneFrom(job: JobRecord): { location: Location; exclude: string | undefined } | undefined {
     if (job.currentAttempt === 0) return undefined;
     const last = this.store.getAttempt(job.jobId, job.currentAttempt);
     if (!last || (last.state !== 'ATTEMPT_STATE_PREEMPTED' && last.state !== 'ATTEMPT_STATE_LOST')) return undefined;
     const placed = this.store.placementsOfJob(job.jobId).get(last.attempt);
-    const labels = nodes.find((n) => n.nodeId === last.nodeId)?.labels ?? {};
+    const labels = this.store.getNode(last.nodeId)?.labels ?? {};
     const location = { zone: placed?.zone ?? labels.zone ?? '', region: placed?.region ?? labels.region ?? '' };
     // Not known when it went away: before this coordinator started, so any registration since is later.
     const registered = this.registeredAt.get(last.nodeId);

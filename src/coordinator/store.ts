@@ -491,6 +491,8 @@ export class Store {
   private nodeCache: Map<string, NodeRecord> | undefined;
   /** Each job's parsed spec, with the text it was parsed from (see toJob). */
   private readonly specs = new Map<string, { raw: string; spec: JobSpec }>();
+  /** The most GPUs of any cached node (undefined: no node); null when a write may have changed it. */
+  private largestGpus: number | undefined | null = null;
   /** nodeCache's records by node id; undefined when a write changed them since. */
   private nodeList: NodeRecord[] | undefined;
 
@@ -680,6 +682,7 @@ export class Store {
     if (r) this.nodeCache.set(nodeId, toNode(r));
     else this.nodeCache.delete(nodeId);
     this.nodeList = undefined;
+    this.largestGpus = null;
   }
 
   /** Applies a write of plain columns to the cached node (the database row was just updated the same way). */
@@ -698,9 +701,14 @@ export class Store {
 
   /** Every stored node, by node id. */
   listNodes(): NodeRecord[] {
+    return this.nodeRecords().map((n) => ({ ...n }));
+  }
+
+  /** The stored nodes, by node id, without copies: for reading only (placement passes). */
+  nodeRecords(): readonly Readonly<NodeRecord>[] {
     // Node ids are ASCII (see the session handler), so this order is SQLite's ORDER BY node_id.
     this.nodeList ??= [...this.nodes().values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
-    return this.nodeList.map((n) => ({ ...n }));
+    return this.nodeList;
   }
 
   /** Each node's id, state and last contact: what the lease check needs, without copying inventories. */
@@ -710,11 +718,13 @@ export class Store {
 
   /** The most GPUs any stored node has; undefined when no node is stored. */
   largestGpuCount(): number | undefined {
-    const nodes = this.nodes();
-    if (nodes.size === 0) return undefined;
-    let largest = 0;
-    for (const n of nodes.values()) largest = Math.max(largest, n.inventory?.gpus.length ?? 0);
-    return largest;
+    if (this.largestGpus === null) {
+      const nodes = this.nodes();
+      let largest = 0;
+      for (const n of nodes.values()) largest = Math.max(largest, n.inventory?.gpus.length ?? 0);
+      this.largestGpus = nodes.size === 0 ? undefined : largest;
+    }
+    return this.largestGpus;
   }
 
   setNodeState(nodeId: string, state: NodeState): void {
@@ -752,6 +762,7 @@ export class Store {
   private dropNodeCache(): void {
     this.nodeCache = undefined;
     this.nodeList = undefined;
+    this.largestGpus = null;
   }
 
   // ---- jobs ----
@@ -827,6 +838,15 @@ export class Store {
 
   activeAttemptsOnNode(nodeId: string): AttemptRecord[] {
     return (this.sql(`SELECT * FROM attempts WHERE node_id = ? AND ${ACTIVE_ATTEMPT_SQL} ORDER BY job_id, attempt`).all(nodeId) as Row[]).map(toAttempt);
+  }
+
+  /** Each active attempt's node, job and GPUs: what placement needs of them. */
+  activeAttemptHolds(): { nodeId: string; jobId: string; gpuUuids: string[] }[] {
+    return (this.sql(`SELECT node_id, job_id, gpu_uuids FROM attempts WHERE ${ACTIVE_ATTEMPT_SQL}`).all() as Row[]).map((r) => ({
+      nodeId: str(r.node_id),
+      jobId: str(r.job_id),
+      gpuUuids: parseJson<string[]>(r.gpu_uuids, []),
+    }));
   }
 
   activeAttempts(): AttemptRecord[] {
