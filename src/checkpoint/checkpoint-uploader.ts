@@ -10,8 +10,11 @@
 //   signed payload hash and the server's checksum. No file is read twice,
 //   except to prove a file that changed after it was read.
 // - Proof: before the manifest is written, every file is stat'ed again; a file
-//   whose size, modification time or inode changed since its bytes were read
-//   is hashed again and, when its content differs, uploaded again. The
+//   whose size, modification or change time or inode changed since its bytes
+//   were read is hashed again and, when its content differs, uploaded again.
+//   Only the parts read before the file's last change are hashed again: a part
+//   whose read began after it (the signature taken before that read equals the
+//   file's now) is proven by that, exactly as a whole unchanged file is. The
 //   manifest (written with If-None-Match) is the only thing that makes a
 //   checkpoint exist, so nothing incomplete or unverified is ever used.
 // - Dedupe: a file whose content equals a file of a committed checkpoint is not
@@ -36,7 +39,7 @@ import type { Logger } from '../util/logger.ts';
 import type { ByteBudget } from './byte-budget.ts';
 import type { CheckpointCandidate } from './commit-rules.ts';
 import { applyRetention, listCommitted } from './committed.ts';
-import { hashFile, mtimeMsOf, readRange, sameSignature, statSignature, type FileSignature } from './file-hash.ts';
+import { hashFile, hashParts, mtimeMsOf, readRange, sameSignature, statSignature, type FileSignature } from './file-hash.ts';
 import { MANIFEST_FORMAT, compareNewestFirst, contentId, fileKey, joinKey, manifestKey, parseManifest, serializeManifest, type Manifest, type ManifestFile } from './manifest.ts';
 
 export interface CommittedCheckpoint {
@@ -82,6 +85,8 @@ export interface UploaderStats {
   reusedBytes: number;
   /** Files uploaded again because they changed after their bytes were read. */
   reuploadedFiles: number;
+  /** Parts read and hashed a second time before a commit, because their file changed after they were read (streamed while it grew). */
+  reverifiedParts: number;
   /** Checkpoints given up because a newer one committed first. */
   abandonedCheckpoints: number;
 }
@@ -143,6 +148,8 @@ interface Multipart {
    * streamed while it grew) is hashed again before its checkpoint commits.
    */
   firstSignature: FileSignature | undefined;
+  /** The file's signature before each part's read, by part number - 1. */
+  partSignatures: FileSignature[];
 }
 
 interface FileTrack {
@@ -168,6 +175,11 @@ interface FileDone {
   /** Bytes sent for this file's final content (0 when reused). */
   uploadedBytes: number;
   signature: FileSignature;
+  /**
+   * For each part, a signature of the file taken before that part's bytes were
+   * read: while the file still has it, the part's bytes in S3 are the file's.
+   */
+  partSignatures: FileSignature[];
 }
 
 type VersionState = 'active' | 'committed' | 'abandoned' | 'dropped';
@@ -295,7 +307,7 @@ function sameContent(a: readonly ManifestFile[], b: readonly ManifestFile[]): bo
 }
 
 export class CheckpointUploader {
-  readonly stats: UploaderStats = { bytesUploaded: 0, partsUploaded: 0, bytesUploadedBeforeComplete: 0, reusedBytes: 0, reuploadedFiles: 0, abandonedCheckpoints: 0 };
+  readonly stats: UploaderStats = { bytesUploaded: 0, partsUploaded: 0, bytesUploadedBeforeComplete: 0, reusedBytes: 0, reuploadedFiles: 0, reverifiedParts: 0, abandonedCheckpoints: 0 };
 
   private readonly store: ObjectStore;
   private readonly prefix: string;
@@ -785,6 +797,7 @@ export class CheckpointUploader {
           mp.digests[partNumber - 1] = digest.toString('hex');
           mp.offset += length;
           mp.firstSignature ??= signature;
+          mp.partSignatures[partNumber - 1] = signature;
           const beforeComplete = !v.candidate.complete;
           const release = releaseBytes;
           releaseBytes = undefined;
@@ -829,7 +842,7 @@ export class CheckpointUploader {
       await this.abortUpload({ key, uploadId }, this.closeController.signal);
       throw abortError(signal);
     }
-    return { key, uploadId, partSize, parts: [], digests: [], offset: 0, firstSignature: undefined };
+    return { key, uploadId, partSize, parts: [], digests: [], offset: 0, firstSignature: undefined, partSignatures: [] };
   }
 
   private async abortUpload(mp: Pick<Multipart, 'key' | 'uploadId'>, signal: AbortSignal): Promise<void> {
@@ -913,7 +926,7 @@ export class CheckpointUploader {
           await this.s3('complete a multipart upload', mp.key, signal, () => this.store.completeMultipartUpload(mp.key, mp.uploadId, parts, { signal }));
           this.openUploads.delete(mp.uploadId);
           if (!mp.firstSignature) throw new StevedoreError('INTERNAL', `no read of ${absPath} recorded`);
-          return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key: mp.key, uploadedBytes: mp.offset, signature: mp.firstSignature };
+          return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key: mp.key, uploadedBytes: mp.offset, signature: mp.firstSignature, partSignatures: mp.partSignatures };
         } catch (err) {
           await this.abortUpload(mp, this.closeController.signal);
           throw err;
@@ -944,13 +957,13 @@ export class CheckpointUploader {
           const reuse = this.reusable({ size: bytesRead, partSize, parts });
           if (reuse) {
             v.sentBytes += bytesRead;
-            return { path, absPath, size: bytesRead, partSize, parts, key: reuse, uploadedBytes: 0, signature };
+            return { path, absPath, size: bytesRead, partSize, parts, key: reuse, uploadedBytes: 0, signature, partSignatures: [signature] };
           }
           await this.s3('upload a file', key, signal, () => this.store.putObject(key, content, { sha256: digest, signal }));
           this.stats.bytesUploaded += bytesRead;
           this.metrics?.bytesUploaded(bytesRead);
           this.sent(v, bytesRead);
-          return { path, absPath, size: bytesRead, partSize, parts, key, uploadedBytes: bytesRead, signature };
+          return { path, absPath, size: bytesRead, partSize, parts, key, uploadedBytes: bytesRead, signature, partSignatures: [signature] };
         } finally {
           held.release();
         }
@@ -966,8 +979,9 @@ export class CheckpointUploader {
       hashed = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(absPath, { partSize, bufferBytes: HASH_BUFFER_BYTES, signal }));
       const reuse = this.reusable(hashed);
       if (reuse) {
+        const signature = hashed.signature;
         v.sentBytes += hashed.size;
-        return { path, absPath, size: hashed.size, partSize, parts: hashed.parts, key: reuse, uploadedBytes: 0, signature: hashed.signature };
+        return { path, absPath, size: hashed.size, partSize, parts: hashed.parts, key: reuse, uploadedBytes: 0, signature: hashed.signature, partSignatures: hashed.parts.map(() => signature) };
       }
     }
     const total = hashed?.size ?? size;
@@ -984,7 +998,7 @@ export class CheckpointUploader {
     // The earliest read's signature: the hashing pass's, else the first part's.
     const signature = hashed?.signature ?? mp.firstSignature;
     if (!signature) throw new StevedoreError('INTERNAL', `no read of ${absPath} recorded`);
-    return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key, uploadedBytes: mp.offset, signature };
+    return { path, absPath, size: mp.offset, partSize: mp.partSize, parts: mp.digests, key, uploadedBytes: mp.offset, signature, partSignatures: mp.partSignatures };
   }
 
   /** Whether a committed object has exactly this size (only then can a file of this size be reused). */
@@ -1017,21 +1031,54 @@ export class CheckpointUploader {
    * Proves that S3 holds the file's current content: an unchanged signature
    * since the bytes were read, or an equal hash; otherwise the file is
    * uploaded again (a rewrite in place).
+   *
+   * Part by part: a part whose pre-read signature equals the file's signature
+   * now was read after the file's last write (no write since, appended or in
+   * place: either changes the modification and change times; the same inode),
+   * so its bytes are still the file's, as for a whole unchanged file. Only the
+   * other parts (those read while the file still grew, or before a rewrite) are
+   * read and hashed again, and only if the file has its uploaded size. The
+   * parts re-read are read after a signature equal to the one the unchanged
+   * parts were proven against, so every part holds at that same signature.
    */
   private async verify(v: Version, first: FileDone): Promise<FileDone> {
     let done = first;
     for (let round = 1; ; round++) {
       const now = await statSignature(done.absPath);
       if (sameSignature(now, done.signature) && now.size === done.size) return done;
-      const current = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(done.absPath, { partSize: done.partSize, bufferBytes: HASH_BUFFER_BYTES, signal: v.controller.signal }));
-      if (current.size === done.size && contentId(current) === contentId(done)) return { ...done, signature: current.signature };
+      if (now.size === done.size && done.partSignatures.length === done.parts.length) {
+        const stale = done.parts.flatMap((_, i) => (sameSignature(done.partSignatures[i]!, now) ? [] : [i]));
+        const again = await this.withSlot(v, HASH_BUFFER_BYTES, () =>
+          hashParts(done.absPath, { partSize: done.partSize, size: done.size, parts: stale, bufferBytes: HASH_BUFFER_BYTES, signal: v.controller.signal }),
+        );
+        const equal = stale.every((part, k) => again.digests[k] === done.parts[part]);
+        // Unchanged since `now` (so the parts proven against it still hold) and every part re-read equal: proven.
+        if (equal && sameSignature(again.signature, now)) {
+          this.stats.reverifiedParts += stale.length;
+          return { ...done, signature: again.signature, partSignatures: done.parts.map(() => again.signature) };
+        }
+        if (equal) {
+          // Written to between the stat and the re-read: look again.
+          if (round >= MAX_VERIFY_ROUNDS) throw this.keptChanging(v, first);
+          continue;
+        }
+      } else {
+        const current = await this.withSlot(v, HASH_BUFFER_BYTES, () => hashFile(done.absPath, { partSize: done.partSize, bufferBytes: HASH_BUFFER_BYTES, signal: v.controller.signal }));
+        if (current.size === done.size && contentId(current) === contentId(done)) {
+          return { ...done, signature: current.signature, partSignatures: done.parts.map(() => current.signature) };
+        }
+      }
       if (round >= MAX_VERIFY_ROUNDS) {
-        throw new StevedoreError('UPLOAD_MISMATCH', `${first.absPath} kept changing while checkpoint ${v.name} was being committed; the trainer is still writing it (or rewriting it in place). It is tried again on the next change`);
+        throw this.keptChanging(v, first);
       }
       this.stats.reuploadedFiles++;
       this.log.info({ checkpoint: v.name, file: done.path }, `${done.path} of checkpoint ${v.name} changed after its bytes were uploaded; uploading it again`);
       done = await this.uploadWhole(v, done.path, done.absPath);
     }
+  }
+
+  private keptChanging(v: Version, first: FileDone): StevedoreError {
+    return new StevedoreError('UPLOAD_MISMATCH', `${first.absPath} kept changing while checkpoint ${v.name} was being committed; the trainer is still writing it (or rewriting it in place). It is tried again on the next change`);
   }
 
   private async commit(v: Version, files: FileDone[]): Promise<void> {

@@ -5,7 +5,9 @@
 // The signature is taken from the open file descriptor BEFORE the bytes are
 // read: any write after it changes the modification time (or the size), so an
 // unchanged signature later proves the bytes read are still the file's bytes.
-// A file replaced by rename has another inode.
+// A file replaced by rename has another inode. The change time is part of it
+// too: it cannot be set back (utimes sets it to now), so a rewrite whose
+// modification time was restored afterwards still shows.
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -13,16 +15,17 @@ import fs from 'node:fs/promises';
 export interface FileSignature {
   size: number;
   mtimeNs: bigint;
+  ctimeNs: bigint;
   ino: bigint;
   dev: bigint;
 }
 
 export function signatureOf(st: BigIntStats): FileSignature {
-  return { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino, dev: st.dev };
+  return { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };
 }
 
 export function sameSignature(a: FileSignature, b: FileSignature): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino && a.dev === b.dev;
+  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev;
 }
 
 /** The signature of a file now (follows no symlink of the last component either: lstat). */
@@ -75,6 +78,44 @@ export async function hashFile(absPath: string, opts: { partSize: number; buffer
     }
     if (inPart > 0 || parts.length === 0) parts.push(hash.digest('hex'));
     return { parts, partSize: opts.partSize, size, signature };
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface HashedParts {
+  /** Lower-case hex SHA-256 of each part asked for, in the order asked; undefined for a part the file ended within. */
+  digests: (string | undefined)[];
+  /** Taken before the first byte was read. */
+  signature: FileSignature;
+}
+
+/**
+ * Hashes some parts of a file (`parts`: 0-based part indexes; part i covers
+ * bytes i * partSize up to the next part or `size`), with one buffer of
+ * `bufferBytes` (default 1 MiB). A part the file ends within has no digest.
+ */
+export async function hashParts(absPath: string, opts: { partSize: number; size: number; parts: readonly number[]; bufferBytes?: number; signal?: AbortSignal }): Promise<HashedParts> {
+  const handle = await fs.open(absPath, 'r');
+  try {
+    const signature = signatureOf(await handle.stat({ bigint: true }));
+    const buffer = Buffer.allocUnsafe(Math.min(opts.bufferBytes ?? 1024 * 1024, opts.partSize));
+    const digests: (string | undefined)[] = [];
+    for (const i of opts.parts) {
+      const start = i * opts.partSize;
+      const end = Math.min(opts.size, start + opts.partSize);
+      const hash = createHash('sha256');
+      let pos = start;
+      while (pos < end) {
+        opts.signal?.throwIfAborted();
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - pos), pos);
+        if (bytesRead === 0) break;
+        hash.update(buffer.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+      digests.push(pos === end ? hash.digest('hex') : undefined);
+    }
+    return { digests, signature };
   } finally {
     await handle.close();
   }

@@ -192,6 +192,9 @@ void t.test('a 40 MiB file written slowly is streamed in parts before it is comp
   t.ok(commitTook < 10_000, `committed ${commitTook} ms after completion`);
   const afterComplete = uploader.stats.bytesUploaded - uploader.stats.bytesUploadedBeforeComplete;
   t.ok(afterComplete < 40 * MIB, `only ${afterComplete} bytes were left to send at completion`);
+  const streamedParts = uploader.stats.bytesUploadedBeforeComplete / PART;
+  t.ok(uploader.stats.reverifiedParts >= 1 && uploader.stats.reverifiedParts <= streamedParts, `only parts read while the file grew are hashed again at commit (${uploader.stats.reverifiedParts} of ${streamedParts} streamed, 8 in all)`);
+  t.equal(uploader.stats.reuploadedFiles, 0, 'a file that only grew is not uploaded again');
   const entry = committed?.manifest.files.find((f) => f.path === 'model.distcp');
   t.same(entry?.parts, digests(Buffer.concat(written), entry), 'part digests computed while streaming are the file\'s');
   if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, dir);
@@ -221,6 +224,34 @@ void t.test('a file rewritten in place after its parts were uploaded is uploaded
   t.same(entry?.parts, digests(rewritten, entry), 'manifest carries the new content\'s digests');
   t.ok((await store.getObject(fileKey('runs/job-1', 'step-000200', 'shard.distcp'))).equals(rewritten), 'the object holds the new content');
   t.ok(uploader.stats.reuploadedFiles >= 1, 'counted as uploaded again');
+});
+
+void t.test('a part streamed while the file grew and then rewritten in place is caught, though the later parts were read after the rewrite', async (t) => {
+  const { store, dir } = await setup(t);
+  const { uploader } = makeUploader(t, store);
+  await uploader.start();
+  const file = path.join(dir, 'step-000300', 'shard.distcp');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, randomBytes(12 * MIB));
+    uploader.update(scanCandidates(dir));
+    await waitFor('two parts streamed', () => uploader.stats.partsUploaded >= 2);
+    // In place, inside the first part (already sent), then the file grows on: the tail is read after this.
+    fs.writeSync(fd, randomBytes(MIB), 0, MIB, 100);
+    fs.writeSync(fd, randomBytes(3 * MIB), 0, 3 * MIB, 12 * MIB);
+  } finally {
+    fs.closeSync(fd);
+  }
+  write(path.join(dir, 'step-000300', '.metadata'), 'meta');
+  uploader.update(scanCandidates(dir));
+  const committed = await uploader.flush();
+  const local = fs.readFileSync(file);
+  const entry = committed?.manifest.files.find((f) => f.path === 'shard.distcp');
+  t.same(entry?.parts, digests(local, entry), 'the manifest lists the file as it is now');
+  t.ok((await store.getObject(fileKey('runs/job-1', 'step-000300', 'shard.distcp'))).equals(local), 'the object holds the rewritten content');
+  t.ok(uploader.stats.reuploadedFiles >= 1, 'uploaded again');
+  if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, dir);
 });
 
 void t.test('a committed directory rewritten in place becomes name.r2; unchanged files are reused and the first checkpoint stays intact', async (t) => {
