@@ -3,6 +3,8 @@
 // session, the journal) are read from the agent when Prometheus scrapes;
 // counters and histograms are fed as things happen. docs/operations.md lists
 // every metric and what it means.
+// First: prom-client without the OpenTelemetry API it would load (see the module).
+import './deferred-modules.ts';
 import { Counter, Gauge, Histogram, Registry, exponentialBuckets } from 'prom-client';
 import type { CommittedCheckpoint, UploadMetrics } from '../checkpoint/checkpoint-uploader.ts';
 import { ATTEMPT_STATES, type AttemptState } from './attempt-state.ts';

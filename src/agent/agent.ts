@@ -4,6 +4,8 @@
 import type { Command__Output } from '../gen/stevedore/v1/Command.ts';
 import type { Register } from '../gen/stevedore/v1/Register.ts';
 import type { ContainerEngine, ContainerInfo, RegistryAuth } from '../engine/container-engine.ts';
+// First, before anything that loads prom-client (see the module).
+import './deferred-modules.ts';
 import { DockerEngine } from '../engine/docker-engine.ts';
 import { timestampKey } from '../engine/log-stream.ts';
 import { PROTOCOL_VERSION, type AgentStatus, type Inventory } from '../proto/load.ts';

@@ -1,0 +1,48 @@
+// prom-client requires the OpenTelemetry API (@opentelemetry/api, 51 modules:
+// about 1.5 MB of heap and 5 MB of the node binary's pages) when it loads, for
+// exemplars, which the agent never turns on. Imported before prom-client, this
+// module puts a stand-in in require's cache: the real API is loaded at the
+// first use of any of its properties, that is, only if exemplars are ever used.
+import Module, { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+/** The path of the OpenTelemetry API as prom-client resolves it. */
+export const OTEL_API_PATH = createRequire(require.resolve('prom-client')).resolve('@opentelemetry/api');
+
+let real: Record<string | symbol, unknown> | undefined;
+
+/** Whether the real OpenTelemetry API has been loaded. */
+export function otelApiLoaded(): boolean {
+  return real !== undefined;
+}
+
+function loadReal(): Record<string | symbol, unknown> {
+  if (!real) {
+    const standIn = require.cache[OTEL_API_PATH];
+    delete require.cache[OTEL_API_PATH];
+    try {
+      real = require(OTEL_API_PATH) as Record<string | symbol, unknown>;
+    } finally {
+      if (standIn) require.cache[OTEL_API_PATH] = standIn;
+    }
+  }
+  return real;
+}
+
+if (!require.cache[OTEL_API_PATH]) {
+  const standIn = new Module(OTEL_API_PATH);
+  standIn.filename = OTEL_API_PATH;
+  standIn.loaded = true;
+  standIn.exports = new Proxy({}, {
+    get: (_target, key) => loadReal()[key],
+    has: (_target, key) => key in loadReal(),
+    ownKeys: () => Reflect.ownKeys(loadReal()),
+    getOwnPropertyDescriptor: (_target, key) => {
+      const descriptor = Reflect.getOwnPropertyDescriptor(loadReal(), key);
+      // A proxy may not report a property its (empty) target lacks as non-configurable.
+      return descriptor ? { ...descriptor, configurable: true } : undefined;
+    },
+  });
+  require.cache[OTEL_API_PATH] = standIn;
+}
