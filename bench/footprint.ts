@@ -48,6 +48,20 @@ export function agentNodeFlags(unitText: string): string[] {
   return entry > 0 ? words.slice(1, entry).filter((w) => w.startsWith('--')) : [];
 }
 
+/**
+ * The environment the agent's systemd unit sets (its Environment= lines, each
+ * holding one or more KEY=VALUE words, a value optionally in double quotes).
+ */
+export function agentEnvironment(unitText: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [, line] of unitText.matchAll(/^Environment=(.*)$/gm)) {
+    for (const [, key, quoted, plain] of (line ?? '').matchAll(/([A-Za-z_][A-Za-z0-9_]*)=(?:"([^"]*)"|(\S*))/g)) {
+      if (key !== undefined) env[key] = quoted ?? plain ?? '';
+    }
+  }
+  return env;
+}
+
 const UNIT_FILE = path.resolve(import.meta.dirname, '..', 'systemd', 'stevedore-agent.service');
 
 function sizeName(bytes: number): string {
@@ -91,7 +105,10 @@ interface UploadRun {
 export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchResult> => {
   const p = plan(opts.smoke);
   const largest = Math.max(...p.uploads);
-  const nodeFlags = agentNodeFlags(readFileSync(UNIT_FILE, 'utf8'));
+  const unitText = readFileSync(UNIT_FILE, 'utf8');
+  const nodeFlags = agentNodeFlags(unitText);
+  const unitEnv = agentEnvironment(unitText);
+  const unitEnvText = Object.entries(unitEnv).map(([k, v]) => `${k}=${v}`).join(' ');
   let runsFrom = 'the sources or dist/, as bin/stevedore.js chooses';
   if (p.build) {
     if (!isBuildCurrent()) {
@@ -110,9 +127,11 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
   let idleCpuPercent: number;
   let idleBreakdown = '';
   try {
-    // The agent gets the unit's flags (and dist/ in a full run) through the environment its process inherits;
-    // the coordinator and the S3 sink are running already, and nothing else starts until it is registered.
-    const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, STEVEDORE_RUN_FROM: process.env.STEVEDORE_RUN_FROM };
+    // The agent gets the unit's flags and environment (and dist/ in a full run) through the environment its process
+    // inherits; the coordinator and the S3 sink are running already, and nothing else starts until it is registered.
+    const saved: Record<string, string | undefined> = { NODE_OPTIONS: process.env.NODE_OPTIONS, STEVEDORE_RUN_FROM: process.env.STEVEDORE_RUN_FROM };
+    for (const key of Object.keys(unitEnv)) saved[key] = process.env[key];
+    Object.assign(process.env, unitEnv);
     process.env.NODE_OPTIONS = [saved.NODE_OPTIONS ?? '', ...nodeFlags].join(' ').trim();
     if (p.build) process.env.STEVEDORE_RUN_FROM = 'dist';
     let agent: Awaited<ReturnType<Cluster['addAgent']>>;
@@ -124,8 +143,11 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
         else process.env[key] = value;
       }
     }
-    const agentOptions = readFileSync(`/proc/${agent.proc.child?.pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('NODE_OPTIONS='));
+    const agentEnv = readFileSync(`/proc/${agent.proc.child?.pid}/environ`, 'utf8').split('\0');
+    const agentOptions = agentEnv.find((e) => e.startsWith('NODE_OPTIONS='));
     if (nodeFlags.some((f) => !agentOptions?.includes(f))) throw new Error(`the agent did not start with the unit's flags ${nodeFlags.join(' ')} (${agentOptions ?? 'no NODE_OPTIONS'})`);
+    const missingEnv = Object.entries(unitEnv).filter(([k, v]) => !agentEnv.includes(`${k}=${v}`));
+    if (missingEnv.length > 0) throw new Error(`the agent did not start with the unit's environment: ${missingEnv.map(([k, v]) => `${k}=${v}`).join(' ')} missing`);
     const pid = agent.proc.child?.pid;
     if (pid === undefined) throw new Error('the agent process has no pid');
     for (const name of ['idle-a', 'idle-b']) {
@@ -224,7 +246,7 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
     title: 'Footprint',
     command: 'npm run bench -- --only footprint',
     method: [
-      `A real agent process (with a real coordinator and the private Docker engine, logging at info) runs ${runsFrom} with the V8 flags of its systemd unit (${nodeFlags.join(' ') || 'none'}), and two sleeping training jobs that declare checkpoints, so their watchers run.`,
+      `A real agent process (with a real coordinator and the private Docker engine, logging at info) runs ${runsFrom} with the V8 flags of its systemd unit (${nodeFlags.join(' ') || 'none'}) and the unit's environment (${unitEnvText || 'none'}), and two sleeping training jobs that declare checkpoints, so their watchers run.`,
       `Its resident memory (VmRSS) is sampled every 100 ms from /proc/PID/status and its CPU time (utime + stime from /proc/PID/stat) read at both ends: ${p.idleSeconds} s idle, then while a third job's checkpoints (${sizes}; ${p.shards} shards each, written at disk speed by a separate process) are uploaded, each from its first byte to its commit. The agent streams each checkpoint while it is written and, at the commit, hashes every streamed file again to prove what S3 holds, so its CPU per GiB here includes a second SHA-256 pass that the upload benchmark (complete files, read once) does not have.`,
       idleBreakdown === '' ? '' : `Idle, the resident memory is ${idleBreakdown} (/proc/PID/smaps_rollup).`,
       `rclone then uploads the ${sizeName(largest)} checkpoint with its defaults (\`rclone copy\`), its memory sampled the same way and its CPU time taken from its rusage. Both upload to the benchmark S3 sink in a process of its own. MB are 10^6 bytes.`,
