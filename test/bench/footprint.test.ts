@@ -3,7 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { cpuSeconds, memoryBreakdown, rssBytes } from '../../bench/footprint-proc.ts';
-import { agentNodeFlags, footprint } from '../../bench/footprint.ts';
+import { agentEnvironment, agentNodeFlags, footprint } from '../../bench/footprint.ts';
 
 void t.test('/proc readings of this process', (t) => {
   t.ok((rssBytes(process.pid) ?? 0) > 10e6, 'resident memory above 10 MB');
@@ -21,6 +21,14 @@ void t.test("the agent is measured with its unit's node flags", (t) => {
   t.ok(flags.length > 0 && flags.every((f) => f.startsWith('--')), flags.join(' '));
   t.same(agentNodeFlags('[Service]\nExecStart=/usr/bin/node --a=1 --b /opt/x/bin/stevedore.js agent --config c\n'), ['--a=1', '--b'], 'the words between node and the entry point');
   t.same(agentNodeFlags('[Service]\nExecStart=/usr/bin/node /opt/x/bin/stevedore.js agent\n'), []);
+  t.end();
+});
+
+void t.test("the agent is measured with its unit's environment", (t) => {
+  const unit = readFileSync(path.resolve(import.meta.dirname, '../../systemd/stevedore-agent.service'), 'utf8');
+  t.match(agentEnvironment(unit), { GLIBC_TUNABLES: /^glibc\.malloc\.mmap_threshold=\d+$/ }, 'the allocator setting of the unit');
+  t.same(agentEnvironment('[Service]\n# Environment=NOT=this\nEnvironment=A=1 B="two words"\nEnvironment=C=x=y\nExecStart=/usr/bin/node x\n'), { A: '1', B: 'two words', C: 'x=y' }, 'several lines, several words, quotes, = in values; comments ignored');
+  t.same(agentEnvironment('[Service]\nExecStart=/usr/bin/node x\n'), {});
   t.end();
 });
 
