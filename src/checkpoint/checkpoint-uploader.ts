@@ -14,7 +14,10 @@
 //   were read is hashed again and, when its content differs, uploaded again.
 //   Only the parts read before the file's last change are hashed again: a part
 //   whose read began after it (the signature taken before that read equals the
-//   file's now) is proven by that, exactly as a whole unchanged file is. The
+//   file's now) is proven by that, exactly as a whole unchanged file is. A
+//   streamed file of a checkpoint still being written that has stopped
+//   changing (a shard the trainer closed) gets this re-read right away, so
+//   that it is not left for the commit. The
 //   manifest (written with If-None-Match) is the only thing that makes a
 //   checkpoint exist, so nothing incomplete or unverified is ever used.
 // - Dedupe: a file whose content equals a file of a committed checkpoint is not
@@ -127,6 +130,8 @@ const MAX_ATTEMPTS_PER_OPERATION = 12;
 const PARTS_IN_FLIGHT_PER_FILE = 3;
 /** Buffer of a hashing pass. */
 const HASH_BUFFER_BYTES = 1024 * 1024;
+/** A streamed file unchanged for this long while its checkpoint is still written has its parts proven before the commit. */
+const QUIET_MS = 500;
 /** Verification rounds before a file that keeps changing fails the checkpoint for this round. */
 const MAX_VERIFY_ROUNDS = 3;
 /** How long close() spends aborting the multipart uploads still open. */
@@ -157,6 +162,10 @@ interface FileTrack {
   absPath: string;
   /** Size as the last candidate reported it. */
   size: number;
+  /** Modification time as the last candidate reported it. */
+  mtimeMs: number;
+  /** `size:mtimeMs` of the last early proof of the streamed parts (see prove), so that it runs once per state of the file. */
+  proven: string | undefined;
   mp: Multipart | undefined;
   /** The streaming pump, while it runs. */
   pump: Promise<void> | undefined;
@@ -522,6 +531,8 @@ export class CheckpointUploader {
 
   private async doClose(): Promise<void> {
     this.closing = true;
+    this.wakeTimer?.cancel();
+    this.wakeTimer = undefined;
     this.untrackInFlight?.();
     const reason = new StevedoreError('INTERNAL', 'checkpoint uploader closed');
     this.closeController.abort(reason);
@@ -592,10 +603,11 @@ export class CheckpointUploader {
       const track = v.files.get(f.path);
       if (track) {
         track.size = f.size;
+        track.mtimeMs = f.mtimeMs;
         track.absPath = f.absPath;
         track.blocked = false;
       } else {
-        v.files.set(f.path, { path: f.path, absPath: f.absPath, size: f.size, mp: undefined, pump: undefined, blocked: false });
+        v.files.set(f.path, { path: f.path, absPath: f.absPath, size: f.size, mtimeMs: f.mtimeMs, mp: undefined, pump: undefined, blocked: false, proven: undefined });
       }
     }
     for (const [path, track] of [...v.files]) {
@@ -655,8 +667,10 @@ export class CheckpointUploader {
         continue;
       }
       for (const f of v.files.values()) {
-        if (f.pump || f.blocked || !this.wantsStreamPart(f)) continue;
-        f.pump = this.stream(v, f);
+        if (f.pump || f.blocked) continue;
+        if (this.wantsStreamPart(f)) f.pump = this.stream(v, f);
+        else if (this.wantsProof(f)) f.pump = this.prove(v, f);
+        else continue;
         this.track(f.pump);
       }
     }
@@ -666,6 +680,70 @@ export class CheckpointUploader {
     const offset = f.mp?.offset ?? 0;
     const partSize = f.mp?.partSize ?? choosePartSize(f.size, this.partSizeBytes, this.maxParts);
     return f.size - offset >= partSize;
+  }
+
+  /** A streamed file with parts sent that has not changed for QUIET_MS, not proven in this state yet. */
+  private wantsProof(f: FileTrack): boolean {
+    if (!f.mp || f.mp.parts.length === 0 || f.proven === `${f.size}:${f.mtimeMs}`) return false;
+    if (this.clock.now() - f.mtimeMs < QUIET_MS) {
+      // Look again once it has been quiet that long (any update or finished transfer also looks).
+      this.wakeLater(QUIET_MS);
+      return false;
+    }
+    return true;
+  }
+
+  private wakeTimer: Timer | undefined;
+
+  private wakeLater(ms: number): void {
+    if (this.wakeTimer || this.closing) return;
+    this.wakeTimer = this.clock.setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.kick();
+    }, ms);
+  }
+
+  /**
+   * Early proof of a streamed file that stopped changing while its checkpoint
+   * is still being written (see verify, which does the same at commit): the
+   * parts read before the file's last change are read and hashed again; when
+   * they are equal and the file did not change meanwhile, every part sent gets
+   * the signature taken before this re-read, so that the commit finds them
+   * proven. A difference changes nothing here: the commit uploads the file
+   * again.
+   */
+  private async prove(v: Version, f: FileTrack): Promise<void> {
+    const signal = v.controller.signal;
+    const mp = f.mp;
+    try {
+      if (!mp) return;
+      const now = await statSignature(f.absPath);
+      f.proven = `${f.size}:${f.mtimeMs}`;
+      const sent = mp.parts.length;
+      const stale: number[] = [];
+      for (let i = 0; i < sent; i++) if (!sameSignature(mp.partSignatures[i]!, now)) stale.push(i);
+      if (stale.length === 0 || now.size < sent * mp.partSize) return;
+      const releaseSlot = await this.slots.acquire(() => this.rank(v, false), signal);
+      let again: Awaited<ReturnType<typeof hashParts>>;
+      try {
+        const releaseBytes = await this.budget.acquire(HASH_BUFFER_BYTES, signal);
+        try {
+          again = await hashParts(f.absPath, { partSize: mp.partSize, size: sent * mp.partSize, parts: stale, bufferBytes: HASH_BUFFER_BYTES, signal });
+        } finally {
+          releaseBytes();
+        }
+      } finally {
+        releaseSlot();
+      }
+      if (f.mp !== mp || !sameSignature(again.signature, now) || !stale.every((part, k) => again.digests[k] === mp.digests[part])) return;
+      this.stats.reverifiedParts += stale.length;
+      for (let i = 0; i < sent; i++) mp.partSignatures[i] = again.signature;
+    } catch (err) {
+      if (!signal.aborted) this.log.debug({ checkpoint: v.name, file: f.path, err: messageOf(err) }, 'early proof of a streamed file failed; the commit proves it');
+    } finally {
+      f.pump = undefined;
+      this.kick();
+    }
   }
 
   private hasCompleteWork(): boolean {

@@ -254,6 +254,35 @@ void t.test('a part streamed while the file grew and then rewritten in place is 
   if (committed) await assertObjectsEqualLocal(t, store, committed.manifest, dir);
 });
 
+void t.test('a streamed file that stopped changing is proven before the commit; a rewrite in place after that proof is still caught', async (t) => {
+  const { store, dir } = await setup(t);
+  const { uploader } = makeUploader(t, store);
+  await uploader.start();
+  const file = path.join(dir, 'step-000400', 'shard.distcp');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, randomBytes(6 * MIB));
+  uploader.update(scanCandidates(dir));
+  await waitFor('a part streamed', () => uploader.stats.partsUploaded >= 1);
+  fs.writeSync(fd, randomBytes(6 * MIB), 0, 6 * MIB, 6 * MIB);
+  fs.closeSync(fd);
+  uploader.update(scanCandidates(dir));
+  await waitFor('two parts streamed and proven once the file was quiet', () => uploader.stats.partsUploaded >= 2 && uploader.stats.reverifiedParts >= 1);
+  t.equal(await manifestOf(store, 'runs/job-1', 'step-000400'), undefined, 'not committed: no .metadata yet');
+
+  const fd2 = fs.openSync(file, 'r+');
+  fs.writeSync(fd2, randomBytes(MIB), 0, MIB, 0);
+  fs.closeSync(fd2);
+  write(path.join(dir, 'step-000400', '.metadata'), 'meta');
+  uploader.update(scanCandidates(dir));
+  const committed = await uploader.flush();
+  const local = fs.readFileSync(file);
+  const entry = committed?.manifest.files.find((f) => f.path === 'shard.distcp');
+  t.same(entry?.parts, digests(local, entry), 'the manifest lists the file as it is now');
+  t.ok((await store.getObject(fileKey('runs/job-1', 'step-000400', 'shard.distcp'))).equals(local), 'the object holds the rewritten content');
+  t.ok(uploader.stats.reuploadedFiles >= 1, 'uploaded again');
+});
+
 void t.test('a committed directory rewritten in place becomes name.r2; unchanged files are reused and the first checkpoint stays intact', async (t) => {
   const { store, dir } = await setup(t);
   const { uploader } = makeUploader(t, store);
