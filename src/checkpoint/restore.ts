@@ -33,6 +33,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/logger.ts';
 import { StevedoreError, isStevedoreError, messageOf } from '../util/errors.ts';
 import { formatBytes } from '../util/size.ts';
+import { isRangeReadable } from '../storage/s3-range-reader.ts';
 import { isNotFound, listCommitted, mapConcurrent } from './committed.ts';
 import { partCount, partRange, type Manifest, type ManifestFile } from './manifest.ts';
 
@@ -287,44 +288,31 @@ async function fetchPart(ctx: FileContext, file: ManifestFile, fh: fsp.FileHandl
   let reported = 0;
   for (let attempt = 1; ; attempt++) {
     ctx.signal.throwIfAborted();
-    const body: Readable = await ctx.store.getObjectStream(file.key, { range, verifiedByCaller: true, signal: ctx.signal });
     const hash = createHash('sha256');
     let received = 0;
-    let position = range.start;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batchBytes === 0) return;
-      const chunks = batch;
-      const length = batchBytes;
-      batch = [];
-      batchBytes = 0;
-      let done = 0;
-      while (done < length) {
-        const { bytesWritten } = await fh.writev(done === 0 ? chunks : [Buffer.concat(chunks).subarray(done)], position + done);
-        done += bytesWritten;
+    // An error of our own (the part's content, the disk) is not retried; only a response that fails midway is.
+    let ours = false;
+    const onData = async (chunk: Buffer): Promise<void> => {
+      try {
+        if (received + chunk.length > expected) throw new NotRestorable(`object ${file.key} for ${file.path} returned more than the ${expected} bytes of part ${index + 1} (bytes ${range.start}-${range.end})`);
+        // Hashed and written before onData returns: the chunk's memory is reused after that.
+        hash.update(chunk);
+        await writeAll(fh, chunk, range.start + received);
+      } catch (err) {
+        ours = true;
+        throw err;
       }
-      position += length;
-      const fresh = position - range.start - reported;
+      received += chunk.length;
+      const fresh = received - reported;
       if (fresh > 0) {
         reported += fresh;
         ctx.written(fresh);
       }
     };
     try {
-      for await (const chunk of body) {
-        const b = chunk as Buffer;
-        received += b.length;
-        if (received > expected) throw new NotRestorable(`object ${file.key} for ${file.path} returned more than the ${expected} bytes of part ${index + 1} (bytes ${range.start}-${range.end})`);
-        hash.update(b);
-        batch.push(b);
-        batchBytes += b.length;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-      }
-      await flush();
+      await readPart(ctx, file.key, range, onData);
     } catch (err) {
-      body.destroy();
-      if (err instanceof NotRestorable || ctx.signal.aborted || attempt >= PART_ATTEMPTS) throw err;
+      if (ours || ctx.signal.aborted || isStevedoreError(err) || attempt >= PART_ATTEMPTS) throw err;
       continue;
     }
     if (received === expected) {
@@ -334,6 +322,38 @@ async function fetchPart(ctx: FileContext, file: ManifestFile, fh: fsp.FileHandl
     if (attempt >= PART_ATTEMPTS) {
       throw new StevedoreError('OBJECT_STORE_FAILED', `get s3://${ctx.store.bucket}/${file.key}: the response for bytes ${range.start}-${range.end} ended after ${received} of ${expected} bytes, ${attempt} times; check the S3 endpoint and the network, then start the job again`);
     }
+  }
+}
+
+/**
+ * Delivers the bytes of a range to `onData` in order. A store that reads into
+ * reused buffers (S3ObjectStore.readRange) does so without allocating per
+ * network read; any other store's response stream is gathered into batches
+ * of WRITE_BATCH_BYTES. Errors of the request itself (the store's, after its
+ * retries) are StevedoreErrors; a body failing midway throws anything else.
+ */
+async function readPart(ctx: FileContext, key: string, range: { start: number; end: number }, onData: (chunk: Buffer) => Promise<void>): Promise<void> {
+  if (isRangeReadable(ctx.store)) {
+    await ctx.store.readRange(key, range, onData, { signal: ctx.signal });
+    return;
+  }
+  const body: Readable = await ctx.store.getObjectStream(key, { range, verifiedByCaller: true, signal: ctx.signal });
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  try {
+    for await (const chunk of body) {
+      batch.push(chunk as Buffer);
+      batchBytes += (chunk as Buffer).length;
+      if (batchBytes >= WRITE_BATCH_BYTES) {
+        const out = Buffer.concat(batch, batchBytes);
+        batch = [];
+        batchBytes = 0;
+        await onData(out);
+      }
+    }
+    if (batchBytes > 0) await onData(Buffer.concat(batch, batchBytes));
+  } finally {
+    body.destroy();
   }
 }
 

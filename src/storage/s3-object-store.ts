@@ -28,6 +28,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { CompletedPart, GetOptions, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions } from './object-store.ts';
 import { describeEndpoint, type S3EndpointConfig } from './s3-config.ts';
+import { RangeReadUnsupported, S3RangeReader, type RangeDataHandler, type RangeReadable } from './s3-range-reader.ts';
 import { Backoff } from '../util/backoff.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { StevedoreError, type ErrorCode } from '../util/errors.ts';
@@ -55,6 +56,10 @@ export interface S3ObjectStoreOptions {
 export const PROBE_PREFIX = '_stevedore/probe-';
 
 const DELETE_BATCH = 1000;
+/** Batches handed to readRange's receiver when the SDK reads. */
+const RANGE_BATCH_BYTES = 1024 * 1024;
+/** Success answers in a row the range reader cannot take (chunked, another range) before readRange stays with the SDK. */
+const RANGE_READER_MISSES = 3;
 /** Bodies up to this size are left to the SDK's own checksum when the caller gave no SHA-256 (the manifest, small objects). */
 const SMALL_BODY_BYTES = 1024 * 1024;
 
@@ -158,9 +163,13 @@ async function readAll(stream: Readable, expected: number | undefined): Promise<
   return body;
 }
 
-export class S3ObjectStore implements ObjectStore {
+export class S3ObjectStore implements ObjectStore, RangeReadable {
   readonly bucket: string;
   private readonly client: S3Client;
+  /** Ranged reads of object bytes outside the SDK (see readRange); undefined where they are not used. */
+  private rangeReader: S3RangeReader | undefined;
+  /** Success answers in a row the range reader could not take; it is given up after RANGE_READER_MISSES. */
+  private rangeMisses = 0;
   private readonly config: S3EndpointConfig;
   private readonly logger: Logger;
   private readonly mode: 'probe' | 'off';
@@ -192,10 +201,25 @@ export class S3ObjectStore implements ObjectStore {
         socketTimeout: opts.idleTimeoutMs ?? 30_000,
       },
     });
+    // AWS S3 itself in its standard partition, or the configured endpoint; other partitions (China, ISO) stay with the SDK.
+    const origin = c.endpoint !== undefined ? new URL(c.endpoint) : /^(cn|us-iso)/.test(c.region) ? undefined : new URL(`https://s3.${c.region}.amazonaws.com`);
+    const client = this.client;
+    this.rangeReader = origin && (origin.protocol === 'http:' || origin.protocol === 'https:')
+      ? new S3RangeReader({
+        endpoint: origin,
+        bucket: this.bucket,
+        forcePathStyle: c.forcePathStyle,
+        region: c.region,
+        credentials: () => client.config.credentials(),
+        connectionTimeoutMs: opts.connectionTimeoutMs ?? 10_000,
+        idleTimeoutMs: opts.idleTimeoutMs ?? 30_000,
+      })
+      : undefined;
   }
 
   /** Closes the client's connections. */
   destroy(): void {
+    this.rangeReader?.close();
     this.client.destroy();
   }
 
@@ -345,6 +369,56 @@ export class S3ObjectStore implements ObjectStore {
       const out = await this.client.send(this.getCommand(key, opts), { abortSignal: opts.signal });
       return out.Body as Readable;
     });
+  }
+
+  /**
+   * Delivers bytes `range.start` to `range.end` of an object to `onData` in
+   * order, in batches of at most 1 MiB that are reused once `onData` settles
+   * (the caller checks the bytes against its own digests: no response checksum
+   * is validated). The bytes come through S3RangeReader, which reads into
+   * reused buffers; whatever answer it cannot use (an error status, a redirect,
+   * a chunked body, a failed connection) is asked again through the SDK, so
+   * that retries and errors are those of every other request. A body cut off
+   * midway throws a network error after the bytes delivered: the caller starts
+   * the range again.
+   */
+  async readRange(key: string, range: { start: number; end: number }, onData: RangeDataHandler, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const reader = this.rangeReader;
+    if (reader) {
+      try {
+        await reader.read(key, range, onData, opts);
+        this.rangeMisses = 0;
+        return;
+      } catch (err) {
+        if (!(err instanceof RangeReadUnsupported)) throw err;
+        // Only success answers the reader cannot take count: an endpoint that answers so will answer every read so.
+        this.rangeMisses = err.unusableAnswer ? this.rangeMisses + 1 : 0;
+        this.logger.debug({ objectKey: key, err: err.message }, 'ranged read asked again through the SDK');
+        if (this.rangeMisses >= RANGE_READER_MISSES) {
+          this.rangeReader = undefined;
+          reader.close();
+          this.logger.info({ err: err.message }, `the endpoint answered ${RANGE_READER_MISSES} ranged reads in a row in a way the direct reader does not take; reading through the SDK from now on`);
+        }
+      }
+    }
+    const body = await this.getObjectStream(key, { range, verifiedByCaller: true, ...(opts.signal ? { signal: opts.signal } : {}) });
+    let batch: Buffer[] = [];
+    let bytes = 0;
+    try {
+      for await (const chunk of body) {
+        batch.push(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+        if (bytes >= RANGE_BATCH_BYTES) {
+          const out = Buffer.concat(batch, bytes);
+          batch = [];
+          bytes = 0;
+          await onData(out);
+        }
+      }
+      if (bytes > 0) await onData(Buffer.concat(batch, bytes));
+    } finally {
+      body.destroy();
+    }
   }
 
   private getCommand(key: string, opts: GetOptions): GetObjectCommand {

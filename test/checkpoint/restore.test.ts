@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { S3ObjectStore } from '../../src/storage/s3-object-store.ts';
 import type { ObjectStore } from '../../src/storage/object-store.ts';
 import { restoreNewest } from '../../src/checkpoint/restore.ts';
+import { isRangeReadable, type RangeReadable } from '../../src/storage/s3-range-reader.ts';
 import { MANIFEST_FORMAT, MANIFEST_FORMAT_V1, fileKey, manifestKey, partDigests, serializeManifest, stepFromName, type Manifest, type ManifestFile } from '../../src/checkpoint/manifest.ts';
 import { createLogger, silentLogger, type Logger } from '../../src/util/logger.ts';
 import { systemClock } from '../../src/util/clock.ts';
@@ -132,6 +133,13 @@ function recordingGets(inner: ObjectStore): { store: ObjectStore; gets: { key: s
     gets.push({ key, ...(opts?.range ? { range: opts.range } : {}) });
     return inner.getObjectStream(key, opts);
   };
+  // The parts of large files are read with readRange (reused buffers) where the store has it.
+  if (isRangeReadable(inner)) {
+    (wrapper as ObjectStore & RangeReadable).readRange = (key, range, onData, opts) => {
+      gets.push({ key, range });
+      return inner.readRange(key, range, onData, opts);
+    };
+  }
   return { store: wrapper, gets };
 }
 
@@ -253,6 +261,10 @@ void t.test('an aborted restore stops and leaves nothing half-restored', async (
     if (opts?.range) controller.abort(new Error('the job was cancelled'));
     return store.getObjectStream(key, opts);
   };
+  (slow as ObjectStore & RangeReadable).readRange = (key, range, onData, opts) => {
+    controller.abort(new Error('the job was cancelled'));
+    return store.readRange(key, range, onData, opts);
+  };
   await t.rejects(restoreNewest({ store: slow, prefix, targetDir, logger: silentLogger(), clock: systemClock, signal: controller.signal }), { message: 'the job was cancelled' });
   t.same(fs.readdirSync(targetDir), ['step-1']);
   t.same(fs.readdirSync(path.join(targetDir, 'step-1')), ['local.bin'], 'what was there is untouched');
@@ -274,6 +286,7 @@ void t.test('a failure of the endpoint itself is not taken for a corrupt checkpo
   const failing = Object.create(store) as ObjectStore;
   failing.getObject = (key, opts) => (key.endsWith('manifest.json') ? store.getObject(key, opts) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1')));
   failing.getObjectStream = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
+  (failing as ObjectStore & RangeReadable).readRange = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
   const targetDir = t.testdir({});
   await rejectsCode(t, restoreNewest({ store: failing, prefix, targetDir, logger: silentLogger(), clock: systemClock }), 'CHECKPOINT_RESTORE_FAILED', /step-2.*ECONNREFUSED.*S3 endpoint/);
   t.same(fs.readdirSync(targetDir), [], 'no fallback to step-1, nothing left behind');
