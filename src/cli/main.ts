@@ -11,7 +11,11 @@ type Register = (program: Command) => void;
  * not load the agent (Docker, S3) nor the coordinator.
  */
 const COMMANDS: readonly (readonly [name: string, load: () => Promise<Register>])[] = [
-  ['agent', async () => (await import('./commands/agent.ts')).registerAgent],
+  // deferred-modules first: it must run before the agent's modules are loaded (see there).
+  ['agent', async () => {
+    await import('../agent/deferred-modules.ts');
+    return (await import('./commands/agent.ts')).registerAgent;
+  }],
   ['version', async () => (await import('./commands/version.ts')).registerVersion],
   ['coordinator', async () => (await import('./commands/coordinator.ts')).registerCoordinator],
   ['submit', async () => (await import('./commands/submit.ts')).registerSubmit],
