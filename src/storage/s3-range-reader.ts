@@ -361,7 +361,16 @@ export class S3RangeReader {
     // A reused connection the server closed meanwhile fails before any byte: one fresh connection is tried then.
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
-      const reused = this.idle.pop();
+      let request: string;
+      try {
+        request = await this.request(key, range);
+      } catch (err) {
+        // The credentials could not be had: the SDK reports that as for any request.
+        throw new RangeReadUnsupported(`cannot sign the request: ${(err as Error).message}`, { cause: err });
+      }
+      let reused = this.idle.pop();
+      // Idle connections the server closed (or that timed out) meanwhile are dropped.
+      while (reused?.failed !== undefined) reused = this.idle.pop();
       const conn = reused ?? this.connect();
       try {
         await conn.ready;
@@ -370,7 +379,6 @@ export class S3RangeReader {
         signal?.throwIfAborted();
         throw new RangeReadUnsupported(`cannot connect: ${(err as Error).message}`, { cause: err });
       }
-      const request = await this.request(key, range);
       let delivered = 0;
       let receiverFailed = false;
       const deliver = async (chunk: Buffer): Promise<void> => {
@@ -389,7 +397,9 @@ export class S3RangeReader {
         return;
       } catch (err) {
         conn.socket.destroy();
-        if (signal?.aborted || receiverFailed || err instanceof RangeReadUnsupported) throw err;
+        if (signal?.aborted || receiverFailed) throw err;
+        // Once bytes were delivered, whatever went wrong is a body cut off: the caller starts the range again.
+        if (err instanceof RangeReadUnsupported && delivered === 0) throw err;
         if (delivered > 0) throw Object.assign(new Error(`the response ended after ${delivered} of ${expected} bytes: ${(err as Error).message}`, { cause: err }), { code: (err as { code?: unknown }).code ?? 'ECONNRESET' });
         if (reused && attempt === 1) continue;
         throw new RangeReadUnsupported(`the request failed before its answer: ${(err as Error).message}`, { cause: err });

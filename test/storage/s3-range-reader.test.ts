@@ -118,7 +118,7 @@ void t.test('through the store: a missing object and a range past the end are th
 });
 
 /** An S3-like server of one object that can misbehave; counts connections and requests. */
-async function startOddServer(data: Buffer, mode: 'ok' | 'chunked' | 'cut' | 'stall', secure?: { key: string; cert: string }): Promise<{ endpoint: string; connections: () => number; requests: () => number; close: () => Promise<void> }> {
+async function startOddServer(data: Buffer, mode: 'ok' | 'chunked' | 'cut' | 'stall', secure?: { key: string; cert: string }, keepAliveMs = 5000): Promise<{ endpoint: string; connections: () => number; requests: () => number; close: () => Promise<void> }> {
   let connections = 0;
   let requests = 0;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -148,6 +148,8 @@ async function startOddServer(data: Buffer, mode: 'ok' | 'chunked' | 'cut' | 'st
     if (mode === 'cut') setTimeout(() => res.destroy(), 20);
   };
   const server = secure ? https.createServer(secure, handler) : http.createServer(handler);
+  server.keepAliveTimeout = keepAliveMs;
+  (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer = 0;
   server.on(secure ? 'secureConnection' : 'connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.address() as AddressInfo).port;
@@ -213,6 +215,19 @@ void t.test('error answers are the SDK\'s to report, and do not make the store g
   });
   t.ok(Buffer.concat(parts).equals(data.subarray(10, 200_010)));
   t.equal(server.requests(), 4 * 2 + 1, 'the next read is still direct');
+});
+
+void t.test('connections the server closed while idle are not used again', async (t) => {
+  const data = randomBytes(100_000);
+  const server = await startOddServer(data, 'ok', undefined, 100);
+  t.teardown(() => server.close());
+  const reader = readerFor(server.endpoint);
+  await Promise.all([0, 1, 2].map((i) => readCopy(reader, 'k', i, 50_000)));
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const { data: got } = await readCopy(reader, 'k', 7, 90_000);
+  t.ok(got.equals(data.subarray(7, 90_001)));
+  t.equal(server.requests(), 4, 'answered directly, never through the SDK');
+  t.equal(server.connections(), 4, 'three connections closed by the server, then a new one');
 });
 
 void t.test('an abort stops the read with the signal\'s reason', async (t) => {
