@@ -1,5 +1,5 @@
-// A trainer stand-in that writes checkpoints at disk speed, in a process of
-// its own (as a trainer is): PyTorch DCP's layout, step-N/shard-K.bin written
+// A trainer stand-in that writes checkpoints at disk speed, or paced at a
+// given rate (a cloud disk's), in a process of its own (as a trainer is): PyTorch DCP's layout, step-N/shard-K.bin written
 // in 8 MiB writes, then .metadata.tmp renamed to .metadata. Every 8 MiB block
 // is stamped with the checkpoint, shard and offset, so no two checkpoints
 // share content (nothing can be deduplicated) while the bytes cost no CPU to
@@ -18,6 +18,8 @@ export interface WriteRequest {
   step: number;
   bytes: number;
   shards: number;
+  /** Paced: no faster than this many bytes per second (a sleep after each 8 MiB write); default: as fast as the disk takes them. */
+  bytesPerSecond?: number;
 }
 
 export interface WriteResult {
@@ -31,6 +33,7 @@ export interface WriteResult {
 }
 
 const BLOCK = 8 * 1024 * 1024;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const self = path.join(import.meta.dirname, 'time-to-durable-writer.ts');
 
 export function checkpointName(step: number): string {
@@ -43,6 +46,7 @@ function write(req: WriteRequest, block: Buffer): WriteResult {
   mkdirSync(dir, { recursive: true });
   const perShard = Math.floor(req.bytes / req.shards);
   const firstByteMs = Date.now();
+  let written = 0;
   for (let s = 0; s < req.shards; s++) {
     const size = s === req.shards - 1 ? req.bytes - perShard * (req.shards - 1) : perShard;
     const fd = openSync(path.join(dir, `shard-${s}.bin`), 'w');
@@ -51,6 +55,11 @@ function write(req: WriteRequest, block: Buffer): WriteResult {
         const n = Math.min(BLOCK, size - off);
         block.write(`${name}/${s}/${off}/${process.hrtime.bigint()}`.padEnd(64, '.'), 0, 'latin1');
         writeSync(fd, block, 0, n);
+        written += n;
+        if (req.bytesPerSecond !== undefined) {
+          const ahead = firstByteMs + (1000 * written) / req.bytesPerSecond - Date.now();
+          if (ahead > 0) Atomics.wait(sleeper, 0, 0, ahead);
+        }
       }
     } finally {
       closeSync(fd);

@@ -22,4 +22,10 @@ void t.test('Stevedore and the peers each make every checkpoint durable, and the
   t.equal(c?.ratios.length, (names.length - 1) * 2, 'a ratio per peer and figure');
   t.equal(c?.targets.length, 1);
   for (const plot of result.plots ?? []) t.ok(existsSync(path.join(dir, plot)), `${plot} written`);
+  const paced = result.cases[1];
+  t.match(paced?.name, /at 32 MiB\/s$/, 'a second case with the writer paced below the link');
+  const pacedOwn = paced?.subjects[0]?.figures.find((f) => f.name === 'time to durable');
+  t.ok(pacedOwn && pacedOwn.runs === 1 && pacedOwn.median > 0, `stevedore made the paced checkpoint durable (${pacedOwn?.median} s)`);
+  t.match(result.notes, /committed at \d+\.\d\d s/, 'the notes give Stevedore\'s tail step by step');
+  t.match(result.notes, /size \/ ceiling - write time = \d+\.\d\d s/, 'and the lower bound of the disk-speed case');
 });
