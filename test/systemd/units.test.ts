@@ -22,7 +22,7 @@ const OPT = '/opt/stevedore';
 const NODE = `${OPT}/node_modules/.bin/node`;
 const ENTRY = `${OPT}/bin/stevedore.js`;
 /** Node's flags for the agent (bench/footprint.ts measures the agent with the unit's). */
-const AGENT_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=256'];
+const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=256', '--v8-pool-size=1'];
 
 type Unit = Map<string, Map<string, string[]>>;
 
@@ -141,7 +141,7 @@ void t.test('the agent unit', (t) => {
   const entry = exec.indexOf(ENTRY);
   t.equal(exec[0], NODE, 'Node.js 24 from the package');
   t.equal(exec[entry + 1], 'agent', 'runs the CLI');
-  t.same(exec.slice(1, entry), AGENT_NODE_FLAGS, 'V8 flags before the entry point: a small young generation, a cap on the old one');
+  t.same(exec.slice(1, entry), AGENT_NODE_FLAGS, 'V8 flags before the entry point: a small young generation, a cap on the old one, one V8 worker thread');
   t.ok(existsSync(path.join(REPO, 'bin/stevedore.js')));
   t.equal(exec[exec.indexOf('--config') + 1], DEFAULT_CONFIG_FILE, 'the configuration file the agent reads by default');
 
