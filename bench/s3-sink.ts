@@ -163,17 +163,21 @@ function discardedEtag(req: http.IncomingMessage, size: number): string {
 /**
  * Reads a request body, counting it; keeps it when small. The ETag is the
  * client's Content-MD5 when it sent one (trusted: this is not storage), else
- * the MD5 of the bytes for a body that is kept; a discarded body is not hashed
- * (see discardedEtag): an MD5 over every byte cost the sink about 2 CPU s per
- * GiB, taken from the client under test on the shared cores, for clients that
- * send no Content-MD5 (and for the raw PUT ceiling) but not for the others.
+ * the MD5 of the bytes, as S3's, for a body that is kept or whose client may
+ * check its ETag against its own MD5 (s3cmd does). A discarded body that
+ * carries a flexible checksum (x-amz-checksum-*, which such a client checks
+ * instead) or that only counts (`etag: false`, the raw PUT) is not hashed (see
+ * discardedEtag): an MD5 over every byte cost the sink about 2 CPU s per GiB,
+ * taken from the client under test on the shared cores.
  */
-async function receive(req: http.IncomingMessage, keep: boolean): Promise<ReceivedBody> {
+async function receive(req: http.IncomingMessage, keep: boolean, opts: { etag?: boolean } = {}): Promise<ReceivedBody> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   const decodedHeader = req.headers['x-amz-decoded-content-length'];
   const chunked = decodedHeader !== undefined || String(req.headers['content-encoding'] ?? '').includes('aws-chunked');
   const contentMd5 = req.headers['content-md5'];
-  const md5 = contentMd5 === undefined && !chunked && keep ? crypto.createHash('md5') : undefined;
+  const checksummed = Object.keys(req.headers).some((h) => h.startsWith('x-amz-checksum-'));
+  const hashed = keep || (opts.etag !== false && !checksummed);
+  const md5 = contentMd5 === undefined && !chunked && hashed ? crypto.createHash('md5') : undefined;
   const chunks: Buffer[] = [];
   let count = 0;
   for await (const chunk of req) {
@@ -313,7 +317,7 @@ export async function startS3Sink(opts: { port?: number; synthetic?: SyntheticCo
     const url = req.url ?? '/';
     if (url.startsWith('/_raw/')) {
       stats.requests.RawPut = (stats.requests.RawPut ?? 0) + 1;
-      const got = await receive(req, false);
+      const got = await receive(req, false, { etag: false });
       stats.bytesReceived += got.size;
       res.writeHead(200, { 'content-length': 0 });
       res.end();
