@@ -139,3 +139,17 @@ void t.test('Stevedore commits a checkpoint to the sink and restores it from the
     t.equal(sha(path.join(dir, 'restored', layout.name, f.path)), sha(path.join(checkpointDir, f.path)), `${f.path} is byte-identical`);
   }
 });
+
+void t.test('a discarded body gets the MD5 ETag a client may check, unless it carries a flexible checksum', async (t) => {
+  const { sink } = await setup(t);
+  const body = Buffer.alloc(SINK_KEEP_BYTES + 4096, 7);
+  const md5 = createHash('md5').update(body).digest('hex');
+  t.equal((await rawRequest(sink.endpoint, 'PUT', `/${BUCKET}/plain`, { 'content-length': body.length }, body)).status, 200);
+  t.equal(sink.objects(BUCKET).get('plain')?.etag, md5, 'no Content-MD5 and no checksum: the MD5 of the bytes, as S3 answers');
+  const sha = createHash('sha256').update(body).digest('base64');
+  t.equal((await rawRequest(sink.endpoint, 'PUT', `/${BUCKET}/checked`, { 'content-length': body.length, 'x-amz-checksum-sha256': sha }, body)).status, 200);
+  const checked = sink.objects(BUCKET).get('checked');
+  t.equal(checked?.size, body.length, 'counted and size-checked');
+  t.not(checked?.etag, md5, 'with a flexible checksum the bytes are not hashed');
+  t.equal(checked?.body, undefined, 'and discarded');
+});
