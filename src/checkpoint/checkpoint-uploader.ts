@@ -132,6 +132,12 @@ const PARTS_IN_FLIGHT_PER_FILE = 3;
 const HASH_BUFFER_BYTES = 1024 * 1024;
 /** A streamed file unchanged for this long while its checkpoint is still written has its parts proven before the commit. */
 const QUIET_MS = 500;
+/**
+ * Early proofs per file: a file that changes again after one (a trainer that
+ * pauses mid-file) would otherwise be read again at every pause; past this,
+ * the commit proves it.
+ */
+const MAX_EARLY_PROOFS = 2;
 /** Verification rounds before a file that keeps changing fails the checkpoint for this round. */
 const MAX_VERIFY_ROUNDS = 3;
 /** How long close() spends aborting the multipart uploads still open. */
@@ -166,6 +172,8 @@ interface FileTrack {
   mtimeMs: number;
   /** `size:mtimeMs` of the last early proof of the streamed parts (see prove), so that it runs once per state of the file. */
   proven: string | undefined;
+  /** Early proofs started for this file. */
+  proofs: number;
   mp: Multipart | undefined;
   /** The streaming pump, while it runs. */
   pump: Promise<void> | undefined;
@@ -607,7 +615,7 @@ export class CheckpointUploader {
         track.absPath = f.absPath;
         track.blocked = false;
       } else {
-        v.files.set(f.path, { path: f.path, absPath: f.absPath, size: f.size, mtimeMs: f.mtimeMs, mp: undefined, pump: undefined, blocked: false, proven: undefined });
+        v.files.set(f.path, { path: f.path, absPath: f.absPath, size: f.size, mtimeMs: f.mtimeMs, mp: undefined, pump: undefined, blocked: false, proven: undefined, proofs: 0 });
       }
     }
     for (const [path, track] of [...v.files]) {
@@ -684,7 +692,7 @@ export class CheckpointUploader {
 
   /** A streamed file with parts sent that has not changed for QUIET_MS, not proven in this state yet. */
   private wantsProof(f: FileTrack): boolean {
-    if (!f.mp || f.mp.parts.length === 0 || f.proven === `${f.size}:${f.mtimeMs}`) return false;
+    if (!f.mp || f.mp.parts.length === 0 || f.proofs >= MAX_EARLY_PROOFS || f.proven === `${f.size}:${f.mtimeMs}`) return false;
     if (this.clock.now() - f.mtimeMs < QUIET_MS) {
       // Look again once it has been quiet that long (any update or finished transfer also looks).
       this.wakeLater(QUIET_MS);
@@ -719,6 +727,7 @@ export class CheckpointUploader {
       if (!mp) return;
       const now = await statSignature(f.absPath);
       f.proven = `${f.size}:${f.mtimeMs}`;
+      f.proofs++;
       const sent = mp.parts.length;
       const stale: number[] = [];
       for (let i = 0; i < sent; i++) if (!sameSignature(mp.partSignatures[i]!, now)) stale.push(i);
