@@ -16,9 +16,11 @@
 #     -v /var/lib/stevedore:/var/lib/stevedore \
 #     -v /etc/stevedore:/etc/stevedore:ro \
 #     -v /run/stevedore:/run/stevedore \
-#     -e NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=256" \
+#     -e NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=256 --v8-pool-size=1" \
+#     -e MALLOC_ARENA_MAX=2 -e GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 \
 #     stevedore:0.1.0 agent
-# (NODE_OPTIONS: the V8 flags of the agent's systemd unit, about 20 MB less memory.)
+# (The V8 flags and allocator settings of the agent's systemd unit, about 25 MB less
+# memory; docs/operations.md says what each one does.)
 #
 # What the agent needs mounted, and why:
 #   /var/run/docker.sock  it starts, watches and stops the job containers.
