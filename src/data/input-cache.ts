@@ -17,7 +17,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tar from 'tar';
 import type { ReadEntry } from 'tar';
 import type { InputSpec } from '../spec/job-spec.ts';
 import { parseS3Url, type ObjectStore } from '../storage/object-store.ts';
@@ -580,6 +579,8 @@ async function extractArchive(file: string, dest: string, mode: 'tar' | 'tar.gz'
   fs.mkdirSync(dest);
   const problems: string[] = [];
   try {
+    // Loaded on first use: most agents never extract an archive, and tar costs about 1 MB of heap for the agent's life.
+    const tar = await import('tar');
     await tar.x({
       file,
       cwd: dest,

@@ -1,12 +1,23 @@
 import t from 'tap';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Inventory__Output } from '../../../src/proto/load.ts';
 import type { Gpu__Output } from '../../../src/gen/stevedore/v1/Gpu.ts';
-import { collectInventory, type InventoryInfo } from '../../../src/agent/inventory/host.ts';
-import type * as HostModule from '../../../src/agent/inventory/host.ts';
+import { collectInventory, type InventoryInfo, type SystemProbes } from '../../../src/agent/inventory/host.ts';
 import { writeFakeNvidiaSmi } from '../../helpers/fake-gpus.ts';
+
+void t.test('loads the systeminformation modules it calls, not the package index and all twenty', async (t) => {
+  const dir = t.testdir({ jobs: {} });
+  await collectInventory({ workRoot: path.join(dir, 'jobs'), nvidiaSmiPath: path.join(dir, 'no-nvidia-smi') });
+  const loaded = Object.keys(createRequire(import.meta.url).cache)
+    .filter((file) => file.includes(`${path.sep}systeminformation${path.sep}`))
+    .map((file) => path.basename(file))
+    .sort();
+  // network.js: osinfo.js asks it for the MAC addresses when it computes the host's UUID.
+  t.same(loaded, ['cpu.js', 'memory.js', 'network.js', 'osinfo.js', 'util.js']);
+});
 
 void t.test('describes this host: CPU, memory, OS, the work root disk and the GPUs', async (t) => {
   const dir = t.testdir({ jobs: {} });
@@ -50,12 +61,10 @@ void t.test('a failing nvidia-smi fails the inventory', async (t) => {
 
 void t.test('a slow or failing probe does not hold up the agent: Node.js fills in', async (t) => {
   const never = new Promise<never>(() => {});
-  const { collectInventory: collect } = await t.mockImport<typeof HostModule>('../../../src/agent/inventory/host.ts', {
-    systeminformation: { default: { cpu: () => never, mem: () => Promise.reject(new Error('no /proc/meminfo')), osInfo: () => never } },
-  });
+  const systemProbes: SystemProbes = { cpu: () => never, mem: () => Promise.reject(new Error('no /proc/meminfo')), osInfo: () => never };
   const dir = t.testdir();
   const started = Date.now();
-  const inventory: InventoryInfo = await collect({ workRoot: dir, nvidiaSmiPath: path.join(dir, 'none'), probeTimeoutMs: 300 });
+  const inventory: InventoryInfo = await collectInventory({ workRoot: dir, nvidiaSmiPath: path.join(dir, 'none'), probeTimeoutMs: 300, systemProbes });
   t.ok(Date.now() - started < 1500, 'bounded by the probe timeout');
   t.equal(inventory.cpuCores, os.cpus().length);
   t.equal(inventory.cpuModel, os.cpus()[0]?.model ?? '');
