@@ -1,19 +1,20 @@
 // Benchmark 4, restore: the newest committed checkpoint downloaded and
 // verified by Stevedore's restoreNewest, against `rclone copy` and
 // `aws s3 cp --recursive` of the same objects, from the S3 sink and from s3rver.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FIGURE, STEVEDORE, bestPeer, figureOf, figuresOf, fmt, interleave, ratiosOf, type Trial } from './cases.ts';
 import { GIB, MIB, checkpointLayout, randomBlock, syntheticContent, writeCheckpoint, type CheckpointLayout } from './checkpoint-data.ts';
 import { startS3rverEndpoint, startSinkEndpoint, type BenchEndpoint } from './endpoints.ts';
 import { cleanEnv, downloadCommand, findPeers, measure, type Command, type Peer } from './peers.ts';
 import { barPlot } from './report.ts';
+import { stevedoreCli } from './stevedore-cli-path.ts';
 import { writePlot } from './svg.ts';
 import type { BenchCase, BenchOptions, BenchResult, Benchmark, Subject } from './types.ts';
 import { benchCommand, missedNote, sizeLabel, stevedorePartSize, uploadSizes } from './upload.ts';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-cli.ts');
 /** The peers the issue compares restore with. */
 const RESTORE_PEERS = new Set(['rclone', 'awscli']);
 const PREFIX = 'restore/job';
@@ -76,7 +77,7 @@ function restoreTrials(endpoint: BenchEndpoint, peers: Peer[], layout: Checkpoin
     trial(
       STEVEDORE,
       undefined,
-      (target) => ({ cmd: process.execPath, args: [CLI, 'restore', stevedoreJob(endpoint, { targetDir: target })], env: cleanEnv({}) }),
+      (target) => ({ cmd: process.execPath, args: [stevedoreCli(opts.smoke, opts.log), 'restore', stevedoreJob(endpoint, { targetDir: target })], env: cleanEnv({}) }),
       (target) => path.join(target, layout.name),
     ),
     ...peers.map((peer) =>
@@ -95,6 +96,8 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
   const dataDir = path.join(opts.workDir, 'restore-data');
   const endpoints = [await startSinkEndpoint(), await startS3rverEndpoint()];
   const cases: BenchCase[] = [];
+  const shaPerGib = sha256CpuSecondsPerGib(block, opts.smoke ? 32 : 512);
+  const bounds: string[] = [];
   try {
     for (const size of sizes) {
       const endpoint = endpoints.find((e) => e.kind === size.endpoint)!;
@@ -103,7 +106,7 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
       endpoint.sink?.setSynthetic(syntheticContent(size.layout, block));
       // One committed checkpoint per endpoint, uploaded by Stevedore (not measured); every subject restores it.
       opts.log(`restore: uploading the checkpoint to ${endpoint.name}`);
-      await measure({ cmd: process.execPath, args: [CLI, 'upload', stevedoreJob(endpoint, { checkpointDir, partSizeBytes: stevedorePartSize(opts.smoke) })], env: cleanEnv({}) }, { label: `stevedore upload to ${endpoint.name}` });
+      await measure({ cmd: process.execPath, args: [stevedoreCli(opts.smoke, opts.log), 'upload', stevedoreJob(endpoint, { checkpointDir, partSizeBytes: stevedorePartSize(opts.smoke) })], env: cleanEnv({}) }, { label: `stevedore upload to ${endpoint.name}` });
       // Only the objects are needed from here on; the local copy is removed before the restores write theirs.
       fs.rmSync(dataDir, { recursive: true, force: true });
       const label = `${sizeLabel(size.bytes)} from ${endpoint.name}`;
@@ -116,6 +119,8 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
       if (own && fastest) {
         const r = fastest.figure.median / own.median;
         targets.push({ text: 'at least 1.5x faster than the fastest peer', met: r >= 1.5, detail: `${fmt(own.median)} s vs ${fastest.subject.name} ${fmt(fastest.figure.median)} s: ${fmt(r)}x` });
+        const peerCpu = figureOf(fastest.subject, FIGURE.cpu);
+        if (peerCpu) bounds.push(restoreBound(label, size.bytes / GIB, fastest.subject.name, fastest.figure.median, peerCpu.median, shaPerGib));
       }
       cases.push({ name: `${label} (${size.layout.files.length} files)`, subjects, ratios: ratiosOf(subjects, peerNames, [FIGURE.wall, FIGURE.cpu, FIGURE.rss]), targets });
     }
@@ -134,16 +139,42 @@ export const restore: Benchmark = async (opts: BenchOptions): Promise<BenchResul
     command: benchCommand(opts.smoke, 'restore'),
     method: [
       `One checkpoint per endpoint (the upload benchmark's layout; ${sizes.map((s) => `${sizeLabel(s.bytes)} in ${s.layout.files.length} files from ${s.endpoint === 'sink' ? 'the S3 sink' : 's3rver'}`).join(', ')}) is committed once by Stevedore; then every subject downloads all of it into an empty directory, interleaved over ${sizes[0]?.runs ?? 0} run${sizes[0]?.runs === 1 ? '' : 's'}. s3rver is measured at 1 GiB: it reads every byte from its own files, so there every subject is bound by it, and 4 GiB would only lengthen the run.`,
-      'Stevedore is the agent\'s restoreNewest (`bench/stevedore-cli.ts restore`): it reads the manifest (format v2, a SHA-256 per part), fetches each file larger than one part in one ranged GET per part after a HEAD that checks its size, 8 requests at once, and writes each response to its offset in the file while hashing it, checking every part\'s size and SHA-256 against the manifest as it ends. The parts\' GETs are signed (SigV4) and sent over connections of the restore\'s own, each reading into one reused 1 MiB buffer (src/storage/s3-range-reader.ts); any answer other than exactly the asked bytes is asked again through the AWS SDK, which does every other request (HEAD, LIST, the manifest, small files). a one-part file of at most 4 MiB is one GET, without a HEAD, held in memory, checked, then written. Nothing is read back and nothing is flushed to disk (fsync): a restore runs before the job\'s container exists and is done again by the next attempt after any crash. The files are assembled in a staging directory and renamed into place. The peers are `rclone copy` and `aws s3 cp --recursive` with their defaults; neither checks a SHA-256.',
+      `Stevedore is the agent's restoreNewest (\`bench/stevedore-cli.ts restore\`${opts.smoke ? '' : ', run from the JavaScript build in dist/ as the agent is'}): it reads the manifest (format v2, a SHA-256 per part), fetches each file larger than one part in one ranged GET per part after a HEAD that checks its size, 8 requests at once, and writes each response to its offset in the file while hashing it, checking every part's size and SHA-256 against the manifest as it ends. The parts' GETs are signed (SigV4) and sent over connections of the restore's own, each reading into one reused 1 MiB buffer (src/storage/s3-range-reader.ts); any answer other than exactly the asked bytes is asked again through the AWS SDK, which does every other request (HEAD, LIST, the manifest, small files). a one-part file of at most 4 MiB is one GET, without a HEAD, held in memory, checked, then written. Nothing is read back and nothing is flushed to disk (fsync): a restore runs before the job's container exists and is done again by the next attempt after any crash. The files are assembled in a staging directory and renamed into place. The peers are \`rclone copy\` and \`aws s3 cp --recursive\` with their defaults; neither checks a SHA-256.`,
       'Every subject runs as a child process under GNU time (wall time around the child; CPU seconds = user + system of the child). After each run the restored bytes are counted against the checkpoint\'s size, then deleted.',
       'Endpoints: s3rver (stores and serves real bytes from its directory) and the S3 sink (benchmark instrument): the sink discarded the large bodies on upload and serves the same bytes back from the generator that wrote the checkpoint (a 1 MiB random block from a per-file offset), so a GET costs the sink no disk and the clients\' own cost shows; the manifest and the small files are served from memory.',
       'The machine has 2 cores and 24 GB of RAM; every subject writes the restored files to the page cache, and the kernel writes them to disk later. The machine is shared: ratios measured side by side matter more than absolute figures.',
     ].join(' '),
     cases,
-    notes: missedNote(cases, RESTORE_NOTES),
+    notes: missedNote(cases, [RESTORE_NOTES, '', `What the target asks of a client that verifies, in this run (SHA-256 measured at ${fmt(shaPerGib)} CPU s per GiB on this machine, one thread, in the same run):`, '', ...bounds.map((b) => `- ${b}`)].join('\n')),
     plots: [writePlot(opts.plotDir, 'restore-throughput.svg', svg)],
   };
 };
+
+/** CPU seconds per GiB of one thread's SHA-256 over `mib` MiB of the checkpoint's block, measured where the restores run. */
+export function sha256CpuSecondsPerGib(block: Buffer, mib: number): number {
+  const hash = crypto.createHash('sha256');
+  const chunk = block.subarray(0, Math.min(block.length, MIB));
+  const before = process.threadCpuUsage();
+  for (let i = 0; i < mib; i++) hash.update(chunk);
+  hash.digest();
+  const used = process.threadCpuUsage(before);
+  return ((used.user + used.system) / 1e6) * (1024 / mib);
+}
+
+/**
+ * The fastest wall time the 1.5x target allows, against the least a verifying client
+ * needs here: the peer's own CPU (the receive and the page-cache writes, which every
+ * client pays) plus the SHA-256 of every byte, spread perfectly over both cores.
+ */
+export function restoreBound(label: string, gib: number, peer: string, peerWall: number, peerCpuPerGib: number, shaPerGib: number): string {
+  const allowed = peerWall / 1.5;
+  const cpu = (peerCpuPerGib + shaPerGib) * gib;
+  const floor = cpu / CORES;
+  const verdict = floor > allowed ? 'more than the target allows: no client that verifies every byte can meet it on this machine' : 'within what the target allows';
+  return `${label}: 1.5x ${peer} means at most ${fmt(allowed)} s; ${peer}'s own CPU (${fmt(peerCpuPerGib)} s per GiB) plus the SHA-256 (${fmt(shaPerGib)} s per GiB) is ${fmt(cpu)} CPU s, at least ${fmt(floor)} s on ${CORES} cores even if nothing else ran: ${verdict}.`;
+}
+
+const CORES = os.cpus().length;
 
 const RESTORE_NOTES = [
   'What the peers do not do: rclone and awscli check no SHA-256 of what they download. Stevedore proves every part identical to what was committed (its SHA-256 against the manifest\'s) before the checkpoint is renamed into place, and never puts a half-restored checkpoint under its name.',

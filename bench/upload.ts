@@ -3,17 +3,16 @@
 // and all) and by rclone, s3cmd and awscli, to the S3 sink and to s3rver.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CEILING_SUBJECT, ceilingCommand } from './ceiling.ts';
 import { FIGURE, STEVEDORE, bestPeer, figureOf, figuresOf, fmt, interleave, ratiosOf, type Trial } from './cases.ts';
 import { GIB, MIB, checkpointLayout, randomBlock, writeCheckpoint, type CheckpointLayout } from './checkpoint-data.ts';
 import { startS3rverEndpoint, startSinkEndpoint, type BenchEndpoint } from './endpoints.ts';
+import { stevedoreCli } from './stevedore-cli-path.ts';
 import { cleanEnv, findPeers, measure, uploadCommand, type Peer } from './peers.ts';
 import { barPlot } from './report.ts';
 import { writePlot } from './svg.ts';
 import type { BenchCase, BenchOptions, BenchResult, Benchmark, Subject } from './types.ts';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-cli.ts');
 
 export interface UploadSize {
   bytes: number;
@@ -81,7 +80,7 @@ function uploadTrials(endpoint: BenchEndpoint, peers: Peer[], checkpointDir: str
     trial(STEVEDORE, undefined, (prefix) => {
       const loc = endpoint.location(prefix);
       const job = { ...loc, checkpointDir, partSizeBytes: stevedorePartSize(opts.smoke) };
-      return { cmd: process.execPath, args: [CLI, 'upload', JSON.stringify(job)], env: cleanEnv({ STEVEDORE_LOG_LEVEL: 'warn' }) };
+      return { cmd: process.execPath, args: [stevedoreCli(opts.smoke, opts.log), 'upload', JSON.stringify(job)], env: cleanEnv({ STEVEDORE_LOG_LEVEL: 'warn' }) };
     }),
     // Peers upload the checkpoint directory itself, so that their keys look like Stevedore's (<prefix>/<name>/<path>).
     ...peers.map((peer) => trial(peer.name, peer.version, (prefix) => uploadCommand(peer, checkpointDir, { ...endpoint.location(`${prefix}/${layout.name}`) }, configDir))),
@@ -170,7 +169,7 @@ export const upload: Benchmark = async (opts: BenchOptions): Promise<BenchResult
     method: [
       `Each case uploads one complete checkpoint directory (${sizes.map((s) => `${sizeLabel(s.bytes)}: ${describeLayout(s.layout)}`).join('; ')}), written once per size as a repeating random 1 MiB block read from a different offset in every file (no file equals another).`,
       'Every subject runs as a child process under GNU time (`/usr/bin/time`): wall time is measured around the child, CPU seconds are the child\'s user + system time, peak RSS its maximum resident set.',
-      `Stevedore is the agent's own CheckpointUploader (\`bench/stevedore-cli.ts upload\`) with the agent's defaults (${stevedorePartSize(opts.smoke) / MIB} MiB parts, 256 MiB of upload memory, 4 transfers, checksum mode WHEN_SUPPORTED): it reads every byte once, into part buffers taken from the upload memory and reused for later parts, and hashes each part (SHA-256) as it is read; that one digest is the part's entry in the manifest (format v2), the request's signed payload hash (\`x-amz-content-sha256\`) and the part's SHA-256 checksum the server checks, so no CRC32 and no MD5 is computed. Files smaller than a part go up in one PutObject each, larger ones in multipart uploads; the checkpoint is committed by writing its manifest last.`,
+      `Stevedore is the agent's own CheckpointUploader (\`bench/stevedore-cli.ts upload\`${opts.smoke ? '' : ', run from the JavaScript build in dist/ as the agent is'}) with the agent's defaults (${stevedorePartSize(opts.smoke) / MIB} MiB parts, 256 MiB of upload memory, 4 transfers, checksum mode WHEN_SUPPORTED): it reads every byte once, into part buffers taken from the upload memory and reused for later parts, and hashes each part (SHA-256) as it is read; that one digest is the part's entry in the manifest (format v2), the request's signed payload hash (\`x-amz-content-sha256\`) and the part's SHA-256 checksum the server checks, so no CRC32 and no MD5 is computed. Files smaller than a part go up in one PutObject each, larger ones in multipart uploads; the checkpoint is committed by writing its manifest last.`,
       'Peers use their defaults: `rclone copy`, `s3cmd put --recursive`, `aws s3 cp --recursive` (Debian\'s packages).',
       'Endpoints, both on loopback in the benchmark process: **s3rver**, the S3-compatible server of the tests, which stores every byte and caps throughput near 100 to 300 MB/s; and the **S3 sink** (`bench/s3-sink.ts`), a benchmark instrument, not storage: it speaks enough S3 for every subject, counts and checks the size of every body, keeps objects below 1 MiB and discards larger ones, so that the clients\' own cost is visible.',
       `The ceiling is the raw loopback HTTP PUT rate to the same sink in the same run: a minimal node:http client sending one preallocated buffer over 4 keep-alive connections (\`bench/ceiling.ts\`).`,
@@ -201,6 +200,8 @@ const UPLOAD_NOTES = [
   'Measured A/B for merge f6ee8b8 (one hash pass per byte, part buffers reused; 1 GiB to the S3 sink, 3 interleaved runs, before -> after): CPU 6.5/5.9/5.7 -> 3.0/3.0/2.7 s/GiB, wall time 6.9/7.2/6.0 -> 5.3/4.8/3.9 s, peak RSS 262-281 -> 193-197 MiB. Before it, every part was hashed three times (SHA-256 for the manifest, SHA-256 again by the SDK to sign the body, CRC32 for the checksum) and every part had a fresh buffer left to the garbage collector.',
   '',
   'Profile of Stevedore\'s upload of 1 GiB to the S3 sink (`node --cpu-prof`, self time, and CPU seconds under GNU time; the machine was shared with other profiling work at load 7 to 11, so only CPU seconds and interleaved ratios are read): 3.4 to 3.7 CPU s per run. About 0.9 CPU s of it is start-up, whatever the size (a 1 KB checkpoint costs 0.88 to 0.95 CPU s: Node, stripping the types of our sources, loading the AWS SDK); the SHA-256 of every byte is 25 to 27% of the samples, 1.0 CPU s per GiB here (0.5 on an idle core with SHA-NI); the rest is reading the files (page cache), the socket writes (the kernel\'s copy), about 200 requests through the SDK\'s middleware (@smithy and @aws-sdk together 5 to 10%) and the garbage collector (under 2%). Tried and not kept: hashing the parts with WebCrypto on the thread pool, to overlap it with the sends (CPU 3.6 -> 4.5 s and 60 MiB more RSS: each part is copied once more and competes with the reads).',
+  '',
+  'Start-up: the agent runs the JavaScript build (dist/), and so does Stevedore\'s side of this benchmark in a full run (it ran the TypeScript sources before, loading Node\'s type stripper into every process). Measured on one 1 KB checkpoint, 3 runs each against the sink: 0.84/0.84/0.84 -> 0.54/0.54/0.55 CPU s and 121 -> 89-93 MiB peak RSS; 128 files of 512 KiB 1.35/1.27/1.31 -> 1.05/1.02/1.09 CPU s; 4 files of 240 MiB 2.57/2.35/2.31 -> 2.14/2.08/2.15 CPU s. Per GiB, beyond start-up, what remains is the SHA-256 (0.8 CPU s per GiB in that profile, half of the main thread\'s busy time), the socket writes and the SDK\'s work per request (about 3.5 ms of CPU per small file).',
   '',
   'The sink, which shares the 2 cores with the client under test, computed an MD5 of every body whose client sent no Content-MD5: Stevedore\'s (its parts carry SHA-256 checksums), s3cmd\'s and the raw PUT ceiling\'s, but not awscli\'s aws-chunked bodies nor rclone\'s. MD5 costs 2.2 CPU s per GiB on this machine, more than Stevedore\'s own SHA-256, and that CPU was taken from the client\'s wall time. The sink still checks and counts every body, but now computes the MD5 ETag only where a client may check it: bodies it keeps (below 1 MiB), and discarded bodies without a flexible checksum (s3cmd compares each part\'s ETag with its own MD5); a discarded body with an x-amz-checksum-* header, whose client checks that instead, and the raw PUT get an ETag made from the request and size. A/B, 1 GiB, interleaved: the sink\'s CPU while it received Stevedore\'s upload went from 3.6/4.3/3.5/4.1/3.3/3.2 s to 1.3/1.9/1.3/1.4/1.6/1.2 s, Stevedore\'s own CPU unchanged (3.2 to 3.6 s).',
   '',
