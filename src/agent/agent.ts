@@ -99,7 +99,7 @@ export class Agent {
     const mib = 1024 * 1024;
     this.checkpointServices = {
       storeFor: (spec) => this.storeFor(spec),
-      budget: new ByteBudget(opts.config.checkpoints.maxInFlightMiB * mib),
+      budget: new ByteBudget(opts.config.checkpoints.maxInFlightMiB * mib, { clock: this.clock }),
       partSizeBytes: opts.config.checkpoints.partSizeMiB * mib,
       rescanMs: opts.config.checkpoints.rescanSeconds * 1000,
       metrics: this.metrics,

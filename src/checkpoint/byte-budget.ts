@@ -13,6 +13,11 @@
 // V8 frees a buffer's memory only when a full collection finds it dead, which
 // an idle JavaScript heap rarely triggers, so a fresh 16 MiB buffer per part
 // left as much memory waiting for the collector as the upload held in flight.
+// The kept buffers are let go only once nothing has been in use for a while
+// (keepIdleMs): a checkpoint still being written often has no part in flight
+// for a moment, and buffers dropped then were allocated again at once while
+// the dropped ones still waited for the collector.
+import { systemClock, type Clock, type Timer } from '../util/clock.ts';
 import { StevedoreError } from '../util/errors.ts';
 
 interface Waiter {
@@ -23,6 +28,9 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
+/** How long kept buffers outlive the last bytes in use. */
+export const DEFAULT_KEEP_IDLE_MS = 5000;
+
 export class ByteBudget {
   readonly limit: number;
   private used = 0;
@@ -30,12 +38,17 @@ export class ByteBudget {
   /** Buffers given back, by length, for the next requests of that length. */
   private readonly free = new Map<number, Buffer[]>();
   private freeBytes = 0;
+  private readonly clock: Clock;
+  private readonly keepIdleMs: number;
+  private dropTimer: Timer | undefined;
 
-  constructor(limitBytes: number) {
+  constructor(limitBytes: number, opts: { clock?: Clock; keepIdleMs?: number } = {}) {
     if (!Number.isSafeInteger(limitBytes) || limitBytes <= 0) {
       throw new StevedoreError('CONFIG_INVALID', `upload memory budget must be a positive whole number of bytes, got ${String(limitBytes)}; set it to at least one part size (for example 64Mi)`);
     }
     this.limit = limitBytes;
+    this.clock = opts.clock ?? systemClock;
+    this.keepIdleMs = opts.keepIdleMs ?? DEFAULT_KEEP_IDLE_MS;
   }
 
   /** Bytes currently held by granted requests. */
@@ -79,8 +92,8 @@ export class ByteBudget {
    * acquire() with a buffer of `bytes` to fill (its content is whatever an
    * earlier holder left). Buffers given back are reused by later requests of
    * the same length while the budget is busy: in-use and kept bytes together
-   * stay within the limit, and the kept ones are dropped as soon as nothing is
-   * in use. The buffer must not be touched after release().
+   * stay within the limit, and the kept ones are dropped once nothing has been
+   * in use for keepIdleMs. The buffer must not be touched after release().
    */
   async acquireBuffer(bytes: number, signal?: AbortSignal): Promise<{ buffer: Buffer; release: () => void }> {
     const releaseBytes = await this.acquire(bytes, signal);
@@ -136,14 +149,28 @@ export class ByteBudget {
 
   private take(bytes: number): () => void {
     this.used += bytes;
+    this.dropTimer?.cancel();
+    this.dropTimer = undefined;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.used -= bytes;
-      if (this.used === 0 && this.waiters.length === 0) this.dropKept();
+      if (this.used === 0 && this.waiters.length === 0 && this.freeBytes > 0) this.scheduleDrop();
       this.drain();
     };
+  }
+
+  private scheduleDrop(): void {
+    this.dropTimer?.cancel();
+    this.dropTimer = this.clock.setTimeout(
+      () => {
+        this.dropTimer = undefined;
+        if (this.used === 0) this.dropKept();
+      },
+      this.keepIdleMs,
+      { unref: true },
+    );
   }
 
   private drain(): void {

@@ -3,7 +3,8 @@
 
 export interface Clock {
   now(): number;
-  setTimeout(fn: () => void, ms: number): Timer;
+  /** `unref`: the timer does not keep the process alive (a cleanup that may as well not happen at exit). */
+  setTimeout(fn: () => void, ms: number, opts?: { unref?: boolean }): Timer;
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
@@ -13,8 +14,9 @@ export interface Timer {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout(fn, ms) {
+  setTimeout(fn, ms, opts) {
     const handle = setTimeout(fn, ms);
+    if (opts?.unref === true) handle.unref();
     return { cancel: () => clearTimeout(handle) };
   },
   sleep(ms, signal) {
