@@ -232,6 +232,7 @@ export const footprint: Benchmark = async (opts: BenchOptions): Promise<BenchRes
       name: `idle with 2 jobs, then checkpoints of ${sizes}`,
       subjects,
       ratios,
+      mediansOver: `One run; each RSS figure is the median of the samples taken every 100 ms (${idleRss.length} while idle), the peaks are the largest sample and the CPU figures are over the whole window`,
       targets: [
         { text: 'agent RSS under 100 MB idle', met: idleMedian < 100 && Math.max(...idleRss.map(mb)) < 100, detail: `median ${idleMedian} MB, at most ${Math.max(...idleRss.map(mb))} MB` },
         ...uploads.map((u) => {

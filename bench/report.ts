@@ -67,7 +67,8 @@ function caseTable(c: BenchCase): string[] {
   const figureNames: { name: string; unit: string; better: string }[] = [];
   for (const s of c.subjects) for (const f of s.figures) if (!figureNames.some((x) => x.name === f.name)) figureNames.push({ name: f.name, unit: f.unit, better: f.better });
   const runs = Math.max(0, ...c.subjects.flatMap((s) => s.figures.map((f) => f.runs)));
-  const lines = [`### ${mdEscape(c.name)}`, '', `Median over ${runs} run${runs === 1 ? '' : 's'} (min–max in brackets).`, ''];
+  const over = c.mediansOver ?? `Median over ${runs} run${runs === 1 ? '' : 's'}`;
+  const lines = [`### ${mdEscape(c.name)}`, '', `${over} (min–max in brackets).`, ''];
   lines.push(`| subject | version | ${figureNames.map((f) => `${mdEscape(f.name)} (${mdEscape(f.unit)}, ${f.better} is better)`).join(' | ')} |`);
   lines.push(`|---|---|${figureNames.map(() => '---:').join('|')}|`);
   for (const s of c.subjects) {

@@ -31,6 +31,8 @@ export interface BenchCase {
   ratios: { figure: string; peer: string; ratio: number }[];
   /** Targets from the issue, checked against the figures. */
   targets: { text: string; met: boolean; detail: string }[];
+  /** What the medians are taken over, when it is not whole runs (replaces "Median over N runs"). */
+  mediansOver?: string;
 }
 
 export interface BenchResult {

@@ -41,6 +41,16 @@ void t.test('the report shows medians with their spread, the ratios, the targets
   t.match(md, /\| Benchmark upload \| 1 GiB to the sink \| within 80% of the ceiling \| \*\*missed\*\* \|/, 'the summary lists every target');
   t.match(md, /!\[bench\/upload-throughput\.svg\]\(bench\/upload-throughput\.svg\)/);
   t.match(md, /### Notes\n\nWhy the ceiling was missed\./);
+  t.match(md, /### 1 GiB to the sink\n\nMedian over 3 runs \(min–max in brackets\)\./);
+  t.end();
+});
+
+void t.test('a case whose medians are over samples, not runs, says so', (t) => {
+  const sampled = result('footprint', [2, 3, 4]);
+  sampled.cases[0]!.mediansOver = 'One run; the median of the samples taken every 100 ms';
+  const md = renderMarkdown(mergeResults(undefined, [sampled], machine, new Date('2026-01-02T03:04:05Z')));
+  t.match(md, /### 1 GiB to the sink\n\nOne run; the median of the samples taken every 100 ms \(min–max in brackets\)\./);
+  t.notMatch(md, /Median over/);
   t.end();
 });
 
