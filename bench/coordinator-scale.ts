@@ -297,6 +297,7 @@ export const coordinatorScale: Benchmark = async (opts: BenchOptions): Promise<B
           name: `${p.agents} agents, ${p.jobs} jobs`,
           subjects: [{ name: 'stevedore', version: VERSION, figures }],
           ratios: [],
+          mediansOver: 'One run; each latency figure is a percentile (p50, p99) of the calls timed in its phase, shown with the fastest and slowest call; times and CPU figures are single values',
           targets: [
             { text: `one core holds ${p.agents} agents`, met: maxCores < 1, detail: `coordinator CPU ${round2(idle.cores)} cores with heartbeats only, ${round2(place.cores)} while placing, ${round2(commands.cores)} during commands while jobs report, ${round2(idleCommands.cores)} during commands with heartbeats only` },
             {
