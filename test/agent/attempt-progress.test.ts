@@ -1,7 +1,7 @@
 import t from 'tap';
 import { AttemptProgress, PullProgressTotals, urlForDisplay } from '../../src/agent/attempt-progress.ts';
 import type { AttemptProgressBody, JournalEvent } from '../../src/agent/event-journal.ts';
-import { FakeClock } from '../coordinator/fake-agent.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 function setup(intervalMs?: number): { clock: FakeClock; progress: AttemptProgress; sent: (AttemptProgressBody & { atMs: number })[]; start: number } {
   const clock = new FakeClock();

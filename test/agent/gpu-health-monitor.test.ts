@@ -6,7 +6,8 @@ import { GpuHealthMonitor, type GpuHealthChange, type GpuHealthConfig } from '..
 import { GPU_HEALTH_DEFAULTS, loadAgentConfig } from '../../src/agent/agent-config.ts';
 import type { GpuHealthQueryResult, GpuHealthSample } from '../../src/agent/inventory/gpu-health.ts';
 import type { GpuInfo } from '../../src/agent/inventory/gpus.ts';
-import { FakeClock, eventually } from '../coordinator/fake-agent.ts';
+import { eventually } from '../coordinator/fake-agent.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 const UUIDS = ['GPU-5fbd8d5e-7a3c-2f1b-9c4d-0e6a1b2c3d4e', 'GPU-a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90'];
 const GPUS: GpuInfo[] = [

@@ -1,8 +1,8 @@
 import t from 'tap';
-import type { Clock } from '../../src/util/clock.ts';
 import { setImmediate as tick } from 'node:timers/promises';
 import { ByteBudget } from '../../src/checkpoint/byte-budget.ts';
 import { throwsCode } from '../helpers/assert.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 void t.test('grants while the bytes fit and makes later requests wait for a release', async (t) => {
   const budget = new ByteBudget(100);
@@ -129,32 +129,8 @@ void t.test('invalid limits and requests are refused', async (t) => {
   none();
 });
 
-/** A clock whose timers fire only when the test moves it. */
-function manualClock(): Clock & { advance(ms: number): void; pending(): number } {
-  let now = 0;
-  const timers = new Set<{ at: number; fn: () => void }>();
-  return {
-    now: () => now,
-    setTimeout(fn, ms) {
-      const timer = { at: now + ms, fn };
-      timers.add(timer);
-      return { cancel: () => timers.delete(timer) };
-    },
-    sleep: () => Promise.reject(new Error('not used')),
-    advance(ms) {
-      now += ms;
-      for (const timer of [...timers].sort((a, b) => a.at - b.at)) {
-        if (timer.at > now) continue;
-        timers.delete(timer);
-        timer.fn();
-      }
-    },
-    pending: () => timers.size,
-  };
-}
-
 void t.test('part buffers are reused while the budget is busy and dropped once it has been idle a while', async (t) => {
-  const clock = manualClock();
+  const clock = new FakeClock();
   const budget = new ByteBudget(100, { clock, keepIdleMs: 1000 });
   const keepBusy = await budget.acquire(10);
   const a = await budget.acquireBuffer(30);
@@ -179,7 +155,7 @@ void t.test('part buffers are reused while the budget is busy and dropped once i
   clock.advance(900);
   const d = await budget.acquireBuffer(30);
   t.equal(d.buffer, b.buffer, 'a part that comes within the idle delay reuses a kept buffer');
-  t.equal(clock.pending(), 0, 'and stops the countdown');
+  t.equal(clock.pendingTimers(), 0, 'and stops the countdown');
   d.release();
   clock.advance(999);
   t.equal(budget.pooledBytes, 50, 'the countdown starts again at the last release');

@@ -11,6 +11,7 @@ import type { CheckpointCandidate, CommitRule } from '../../src/checkpoint/commi
 import { systemClock, type Clock, type Timer } from '../../src/util/clock.ts';
 import { silentLogger, type Logger } from '../../src/util/logger.ts';
 import { rejectsCode } from '../helpers/assert.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 /** Real timers; a time that the test can move forward (for quiescence). */
 class OffsetClock implements Clock {
@@ -372,39 +373,10 @@ async function watcherWithFakeChokidar(t: Test, onWatch: (fake: FakeChokidar) =>
   return { fake, Watcher };
 }
 
-/** Time and timers that move only when the test says so. */
-class ManualClock implements Clock {
-  private nowMs = 1_800_000_000_000;
-  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
-  now(): number {
-    return this.nowMs;
-  }
-  setTimeout(fn: () => void, ms: number): Timer {
-    const timer = { at: this.nowMs + ms, fn, cancelled: false };
-    this.timers.push(timer);
-    return { cancel: () => { timer.cancelled = true; } };
-  }
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.setTimeout(resolve, ms));
-  }
-  /** Moves time forward, firing due timers in order (including ones they set). */
-  advance(ms: number): void {
-    const end = this.nowMs + ms;
-    for (;;) {
-      const due = this.timers.filter((x) => !x.cancelled && x.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((x) => x !== due);
-      this.nowMs = Math.max(this.nowMs, due.at);
-      due.fn();
-    }
-    this.nowMs = end;
-  }
-}
-
-async function manualSetup(t: Test): Promise<{ fake: FakeChokidar; clock: ManualClock; dir: string; watcher: CheckpointWatcher; seen: Recorder }> {
+async function manualSetup(t: Test): Promise<{ fake: FakeChokidar; clock: FakeClock; dir: string; watcher: CheckpointWatcher; seen: Recorder }> {
   const { fake, Watcher } = await watcherWithFakeChokidar(t, (f) => f.emit('ready'));
   const dir = t.testdir();
-  const clock = new ManualClock();
+  const clock = new FakeClock(1_800_000_000_000);
   const watcher = new Watcher({ dir, rule: { kind: 'dcp' }, clock, logger: silentLogger(), rescanMs: 3_600_000 });
   t.teardown(() => watcher.close());
   const seen = new Recorder();

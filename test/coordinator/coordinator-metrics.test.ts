@@ -4,7 +4,8 @@ import t, { type Test } from 'tap';
 import path from 'node:path';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import { ControlClient } from '../../src/client/control-client.ts';
-import { FakeAgent, FakeClock, eventually, spec } from './fake-agent.ts';
+import { FakeAgent, eventually, spec } from './fake-agent.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { checkNaming, httpGet, scrape } from '../helpers/prometheus.ts';
 
 async function start(t: Test, clock = new FakeClock()): Promise<{ coordinator: Coordinator; address: string; metrics: string; client: ControlClient; clock: FakeClock; agent: (id: string) => FakeAgent }> {

@@ -4,7 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import { ControlClient } from '../../src/client/control-client.ts';
 import { isStevedoreError } from '../../src/util/errors.ts';
-import { FakeAgent, FakeClock, eventually, setup, spec } from './fake-agent.ts';
+import { FakeAgent, eventually, setup, spec } from './fake-agent.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 async function rejects(p: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {

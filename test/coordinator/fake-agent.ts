@@ -13,7 +13,7 @@ import type { CheckpointRestored } from '../../src/gen/stevedore/v1/CheckpointRe
 import type { PreemptionNotice } from '../../src/gen/stevedore/v1/PreemptionNotice.ts';
 import type { DrainReport } from '../../src/gen/stevedore/v1/DrainReport.ts';
 import type { AgentSessionClient } from '../../src/gen/stevedore/v1/AgentSession.ts';
-import type { Clock, Timer } from '../../src/util/clock.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { DEFAULT_RESTART } from '../../src/spec/job-spec.ts';
 import type { JobSpec } from '../../src/spec/job-spec.ts';
 
@@ -216,43 +216,6 @@ export class FakeAgent {
   kill(): void {
     this.call.cancel();
     this.client.close();
-  }
-}
-
-/** A clock that moves only when the test says so. */
-export class FakeClock implements Clock {
-  private nowMs: number;
-  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
-
-  constructor(start = 1_700_000_000_000) {
-    this.nowMs = start;
-  }
-
-  now(): number {
-    return this.nowMs;
-  }
-
-  setTimeout(fn: () => void, ms: number): Timer {
-    const t = { at: this.nowMs + ms, fn, cancelled: false };
-    this.timers.push(t);
-    return { cancel: () => { t.cancelled = true; } };
-  }
-
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.setTimeout(resolve, ms));
-  }
-
-  /** Moves time forward, firing due timers in order (including ones they set). */
-  advance(ms: number): void {
-    const end = this.nowMs + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => !t.cancelled && t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.nowMs = Math.max(this.nowMs, due.at);
-      due.fn();
-    }
-    this.nowMs = end;
   }
 }
 
