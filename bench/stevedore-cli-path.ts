@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
-import { build, DIST_DIR, isBuildCurrent } from '../scripts/build.ts';
+import { build, COMPILER_OPTIONS, DIST_DIR, isBuildCurrent } from '../scripts/build.ts';
 
 export const CLI_SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stevedore-cli.ts');
 
@@ -26,7 +26,8 @@ export function compiledCli(log: (line: string) => void): string {
   const distUrl = pathToFileURL(DIST_DIR).href;
   const source = readFileSync(CLI_SOURCE, 'utf8').replace(/(['"])\.\.\/src\/([^'"]+)\.ts\1/g, (_m, quote: string, rel: string) => `${quote}${distUrl}/${rel}.js${quote}`);
   if (source.includes('../src/')) throw new Error(`${CLI_SOURCE}: an import of ../src/ was not pointed at dist/; import modules as '../src/<path>.ts'`);
-  const out = ts.transpileModule(source, { compilerOptions: { target: ts.ScriptTarget.ES2023, module: ts.ModuleKind.ESNext, verbatimModuleSyntax: true }, fileName: CLI_SOURCE });
+  // The build's own options, so that the copy is compiled as dist/ is; no source map beside a temporary file.
+  const out = ts.transpileModule(source, { compilerOptions: { ...COMPILER_OPTIONS, sourceMap: false }, fileName: CLI_SOURCE });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stevedore-bench-cli-'));
   // .mjs: the temporary directory has no package.json saying "type": "module".
   compiled = path.join(dir, 'stevedore-cli.mjs');

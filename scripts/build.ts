@@ -19,7 +19,7 @@ export const DIST_DIR = path.join(ROOT, 'dist');
 /** Written last: its time is when the build finished (bin/stevedore.js compares src/ against it). */
 export const STAMP_FILE = 'BUILD_STAMP';
 
-const COMPILER_OPTIONS: ts.CompilerOptions = {
+export const COMPILER_OPTIONS: ts.CompilerOptions = {
   target: ts.ScriptTarget.ES2023,
   // The package is "type": "module": every file is an ES module.
   module: ts.ModuleKind.ESNext,

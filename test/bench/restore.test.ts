@@ -2,12 +2,12 @@
 // committed checkpoint from both endpoints (the benchmark checks the bytes). Never checks speed.
 import t from 'tap';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { restore, restoreBound, sha256CpuSecondsPerGib } from '../../bench/restore.ts';
 import { compiledCli } from '../../bench/stevedore-cli-path.ts';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 
 void t.test('every subject restores the checkpoint from the sink and from s3rver, with sane figures', async (t) => {
   const dir = t.testdir({});
